@@ -1,0 +1,376 @@
+"""The operator vocabulary: a canonical, hashable signature that keys the LUT.
+
+A signature names one measurable unit of a network: a single operator (a conv,
+a pooling, an add...) or a block that is measured as one fused entry (the
+MobileNetV2 inverted residual, the ResNet bottleneck).  It is the contract
+between the harness, which measures signatures, and the optimizer, which adds
+their latencies up.
+
+Every field is always present; fields that do not apply to a kind hold a fixed
+canonical value (kernel 1, stride 1, padding 0, groups 1, mid_channels 0), so
+two descriptions of the same operator can never produce two LUT keys.
+
+The stable string form spells every field, in a fixed order::
+
+    conv2d(n=1,c_in=3,h=224,w=224,c_out=32,kernel=3,stride=2,padding=1,groups=1,mid_channels=0,activation=relu6,dtype=fp32)
+
+and :func:`parse_signature` reads it back, so a signature round-trips through
+text and through the LUT's Parquet columns (:meth:`OpSignature.to_record`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from harness.errors import InvalidSignature
+
+# Kinds, in the order the README documents them.
+CONV2D = "conv2d"
+DEPTHWISE_CONV = "depthwise_conv"
+POINTWISE_CONV = "pointwise_conv"
+INVERTED_RESIDUAL = "inverted_residual"
+BOTTLENECK = "bottleneck"
+FC = "fc"
+AVGPOOL = "avgpool"
+GLOBAL_AVGPOOL = "global_avgpool"
+ADD = "add"
+ACTIVATION = "activation"
+IDENTITY = "identity"  # an empty model: the runtime's fixed per-invocation cost
+
+KINDS: tuple[str, ...] = (
+    CONV2D,
+    DEPTHWISE_CONV,
+    POINTWISE_CONV,
+    INVERTED_RESIDUAL,
+    BOTTLENECK,
+    FC,
+    AVGPOOL,
+    GLOBAL_AVGPOOL,
+    ADD,
+    ACTIVATION,
+    IDENTITY,
+)
+ACTIVATIONS: tuple[str, ...] = ("none", "relu", "relu6", "hardswish")
+DTYPES: tuple[str, ...] = ("fp32", "int8")
+
+# Kinds whose kernel/stride/padding/groups fields are meaningful.
+_SPATIAL_KINDS = {CONV2D, DEPTHWISE_CONV, POINTWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK, AVGPOOL}
+# Kinds whose output has as many channels as the input.
+_SAME_CHANNEL_KINDS = {DEPTHWISE_CONV, AVGPOOL, GLOBAL_AVGPOOL, ADD, ACTIVATION, IDENTITY}
+
+_INT_FIELDS = ("n", "c_in", "h", "w", "c_out", "kernel", "stride", "padding", "groups", "mid_channels")
+
+
+@dataclass(frozen=True, order=True)
+class OpSignature:
+    """One operator (or fused block) with its input shape and attributes.
+
+    Shapes are NCHW.  ``c_out`` is the output channel count (equal to ``c_in``
+    for shape-preserving kinds).  ``mid_channels`` is the expanded width of an
+    inverted residual (``c_in * t``; equal to ``c_in`` when t = 1, meaning no
+    expansion conv) or the bottleneck width of a ResNet bottleneck, else 0.
+    ``activation`` is the activation fused after the operator (for blocks: the
+    one used inside them).
+    """
+
+    kind: str
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    groups: int = 1
+    mid_channels: int = 0
+    activation: str = "none"
+    dtype: str = "fp32"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # ----------------------------------------------------------------- shapes
+    @property
+    def h_out(self) -> int:
+        return _out_size(self, self.h)
+
+    @property
+    def w_out(self) -> int:
+        return _out_size(self, self.w)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        if self.kind == FC:
+            return (self.n, self.c_out, 1, 1)
+        return (self.n, self.c_out, self.h_out, self.w_out)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.n, self.c_in, self.h, self.w)
+
+    @property
+    def has_residual(self) -> bool:
+        """True when a block adds its input to its output unchanged (identity shortcut)."""
+        return self.kind in (INVERTED_RESIDUAL, BOTTLENECK) and self.stride == 1 and self.c_in == self.c_out
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one forward pass (adds and pools count one per element)."""
+        return _macs(self)
+
+    # ------------------------------------------------------------ serialising
+    def __str__(self) -> str:
+        body = ",".join(f"{name}={getattr(self, name)}" for name in _FIELD_NAMES[1:])
+        return f"{self.kind}({body})"
+
+    @property
+    def key(self) -> str:
+        """The stable string form: the LUT's ``signature`` column."""
+        return str(self)
+
+    @property
+    def digest(self) -> str:
+        """A short stable hash of the key, for file names (model cache)."""
+        return hashlib.sha256(self.key.encode()).hexdigest()[:16]
+
+    def to_record(self) -> dict[str, Any]:
+        """The signature as LUT columns (one per field)."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "OpSignature":
+        """Rebuild a signature from LUT columns; extra keys are ignored."""
+        try:
+            values = {name: record[name] for name in _FIELD_NAMES}
+        except KeyError as missing:
+            raise InvalidSignature(f"record lacks signature column {missing}") from None
+        return cls(**_coerce(values))
+
+    def replace(self, **changes: Any) -> "OpSignature":
+        values = self.to_record()
+        values.update(changes)
+        return OpSignature(**values)
+
+
+_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(OpSignature))
+SIGNATURE_COLUMNS = _FIELD_NAMES
+
+
+def make_signature(kind: str, **values: Any) -> OpSignature:
+    """Build a signature from the fields that matter for ``kind``.
+
+    Fields that do not apply get their canonical value; a convolution's padding
+    defaults to ``kernel // 2`` ("same" for odd kernels); a shape-preserving
+    kind's ``c_out`` defaults to ``c_in``.  ``n`` defaults to 1.
+    """
+    if kind not in KINDS:
+        raise InvalidSignature(f"unknown op kind {kind!r} (known: {', '.join(KINDS)})")
+    unknown = set(values) - set(_FIELD_NAMES)
+    if unknown:
+        raise InvalidSignature(f"{kind}: unknown field(s) {', '.join(sorted(unknown))}")
+    values = dict(values)
+    values.setdefault("n", 1)
+    if kind in _SAME_CHANNEL_KINDS and "c_in" in values:
+        values.setdefault("c_out", values["c_in"])
+    if kind == DEPTHWISE_CONV and "c_in" in values:
+        values.setdefault("groups", values["c_in"])
+    if kind == FC:
+        values.setdefault("h", 1)
+        values.setdefault("w", 1)
+    if kind in (CONV2D, DEPTHWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK) and "kernel" in values:
+        values.setdefault("padding", _int(kind, "kernel", values["kernel"]) // 2)
+    if kind == INVERTED_RESIDUAL:
+        values.setdefault("activation", "relu6")
+    if kind == BOTTLENECK:
+        values.setdefault("kernel", 3)
+        values.setdefault("padding", 1)
+        values.setdefault("activation", "relu")
+    if kind == IDENTITY:
+        for name in ("c_in", "h", "w"):
+            values.setdefault(name, 1)
+        values.setdefault("c_out", values["c_in"])
+    missing = [name for name in ("c_in", "h", "w", "c_out") if name not in values]
+    if missing:
+        raise InvalidSignature(f"{kind}: missing field(s) {', '.join(missing)}")
+    return OpSignature(kind=kind, **_coerce(values))
+
+
+_SIGNATURE_RE = re.compile(r"^\s*([a-z_0-9]+)\((.*)\)\s*$")
+
+
+def parse_signature(text: str) -> OpSignature:
+    """Parse the stable string form (all fields, any order, no duplicates)."""
+    match = _SIGNATURE_RE.match(text)
+    if not match:
+        raise InvalidSignature(f"malformed signature {text!r}: expected kind(field=value,...)")
+    kind, body = match.groups()
+    values: dict[str, Any] = {"kind": kind}
+    for part in body.split(","):
+        name, sep, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise InvalidSignature(f"malformed signature {text!r}: {part!r} is not field=value")
+        if name in values:
+            raise InvalidSignature(f"malformed signature {text!r}: field {name!r} given twice")
+        values[name] = value
+    unknown = set(values) - set(_FIELD_NAMES)
+    if unknown:
+        raise InvalidSignature(f"signature {text!r}: unknown field(s) {', '.join(sorted(unknown))}")
+    missing = [name for name in _FIELD_NAMES if name not in values]
+    if missing:
+        raise InvalidSignature(f"signature {text!r}: missing field(s) {', '.join(missing)}")
+    return OpSignature(**_coerce(values))
+
+
+# ---------------------------------------------------------------- internals
+def _int(kind: str, name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidSignature(f"{kind}: {name} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value)
+    try:  # numpy integers and the like
+        import numbers
+
+        if isinstance(value, numbers.Integral):
+            return int(value)
+    except Exception:  # pragma: no cover - defensive
+        pass
+    raise InvalidSignature(f"{kind}: {name} must be an integer, got {value!r}")
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    kind = str(values.get("kind", "?"))
+    out = dict(values)
+    for name in _INT_FIELDS:
+        if name in out:
+            out[name] = _int(kind, name, out[name])
+    for name in ("kind", "activation", "dtype"):
+        if name in out:
+            out[name] = str(out[name])
+    return out
+
+
+def _out_size(sig: OpSignature, size: int) -> int:
+    if sig.kind in (GLOBAL_AVGPOOL, FC):
+        return 1
+    if sig.kind not in _SPATIAL_KINDS:
+        return size
+    return (size + 2 * sig.padding - sig.kernel) // sig.stride + 1
+
+
+def _validate(sig: OpSignature) -> None:
+    kind = sig.kind
+    if kind not in KINDS:
+        raise InvalidSignature(f"unknown op kind {kind!r} (known: {', '.join(KINDS)})")
+    for name in _INT_FIELDS:
+        value = getattr(sig, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidSignature(f"{kind}: {name} must be an integer, got {value!r}")
+    if sig.activation not in ACTIVATIONS:
+        raise InvalidSignature(f"{kind}: unknown activation {sig.activation!r} (known: {', '.join(ACTIVATIONS)})")
+    if sig.dtype not in DTYPES:
+        raise InvalidSignature(f"{kind}: unknown dtype {sig.dtype!r} (known: {', '.join(DTYPES)})")
+    for name in ("n", "c_in", "h", "w", "c_out"):
+        if getattr(sig, name) < 1:
+            raise InvalidSignature(f"{kind}: {name} must be >= 1, got {getattr(sig, name)}")
+
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            raise InvalidSignature(f"{kind}: {message}")
+
+    def canonical(name: str, value: int) -> None:
+        require(getattr(sig, name) == value, f"{name} does not apply to {kind} and must be {value}, got {getattr(sig, name)}")
+
+    if kind in _SPATIAL_KINDS:
+        require(sig.kernel >= 1, f"kernel must be >= 1, got {sig.kernel}")
+        require(sig.stride >= 1, f"stride must be >= 1, got {sig.stride}")
+        require(sig.padding >= 0, f"padding must be >= 0, got {sig.padding}")
+        require(sig.padding < sig.kernel, f"padding {sig.padding} must be smaller than kernel {sig.kernel}")
+    else:
+        for name, value in (("kernel", 1), ("stride", 1), ("padding", 0), ("groups", 1)):
+            canonical(name, value)
+    if kind in _SAME_CHANNEL_KINDS:
+        require(sig.c_out == sig.c_in, f"c_out must equal c_in ({sig.c_in}), got {sig.c_out}")
+    if kind not in (INVERTED_RESIDUAL, BOTTLENECK):
+        canonical("mid_channels", 0)
+
+    if kind == CONV2D:
+        require(sig.groups >= 1, f"groups must be >= 1, got {sig.groups}")
+        require(sig.c_in % sig.groups == 0 and sig.c_out % sig.groups == 0,
+                f"groups {sig.groups} must divide c_in {sig.c_in} and c_out {sig.c_out}")
+    elif kind == DEPTHWISE_CONV:
+        require(sig.groups == sig.c_in, f"groups must equal c_in ({sig.c_in}) for a depthwise conv, got {sig.groups}")
+    elif kind == POINTWISE_CONV:
+        require(sig.kernel == 1, f"kernel must be 1 for a pointwise conv, got {sig.kernel}")
+        require(sig.padding == 0, f"padding must be 0 for a pointwise conv, got {sig.padding}")
+        require(sig.groups >= 1 and sig.c_in % sig.groups == 0 and sig.c_out % sig.groups == 0,
+                f"groups {sig.groups} must divide c_in {sig.c_in} and c_out {sig.c_out}")
+    elif kind in (INVERTED_RESIDUAL, BOTTLENECK):
+        require(sig.kernel % 2 == 1, f"kernel must be odd, got {sig.kernel}")
+        require(sig.padding == sig.kernel // 2, f"padding must be kernel // 2 = {sig.kernel // 2}, got {sig.padding}")
+        if kind == INVERTED_RESIDUAL:
+            canonical("groups", 1)
+            require(sig.mid_channels >= sig.c_in,
+                    f"mid_channels (expanded width) must be >= c_in {sig.c_in}, got {sig.mid_channels}")
+            require(sig.activation != "none", "activation must not be none inside an inverted residual")
+        else:
+            require(sig.mid_channels >= 1, f"mid_channels (bottleneck width) must be >= 1, got {sig.mid_channels}")
+            require(sig.groups >= 1 and sig.mid_channels % sig.groups == 0,
+                    f"groups {sig.groups} must divide mid_channels {sig.mid_channels}")
+            require(sig.activation != "none", "activation must not be none inside a bottleneck")
+    elif kind == FC:
+        require(sig.h == 1 and sig.w == 1, f"an fc takes a flat input: h and w must be 1, got {sig.h}x{sig.w}")
+    elif kind == AVGPOOL:
+        canonical("groups", 1)
+        canonical("mid_channels", 0)
+        require(sig.padding <= sig.kernel // 2, f"padding {sig.padding} must be at most kernel // 2 = {sig.kernel // 2}")
+        require(sig.activation == "none", f"activation does not apply to avgpool, got {sig.activation}")
+    elif kind in (GLOBAL_AVGPOOL, IDENTITY):
+        require(sig.activation == "none", f"activation does not apply to {kind}, got {sig.activation}")
+    elif kind == ACTIVATION:
+        require(sig.activation != "none", "an activation op needs activation relu, relu6 or hardswish")
+
+    if kind in _SPATIAL_KINDS:
+        for axis, size in (("h", sig.h), ("w", sig.w)):
+            out = (size + 2 * sig.padding - sig.kernel) // sig.stride + 1
+            require(out >= 1, f"kernel {sig.kernel} with padding {sig.padding} does not fit input {axis}={size}")
+
+
+def _macs(sig: OpSignature) -> int:
+    n, c_in, c_out = sig.n, sig.c_in, sig.c_out
+    hw_in = sig.h * sig.w
+    hw_out = sig.h_out * sig.w_out
+    k2 = sig.kernel * sig.kernel
+    kind = sig.kind
+    if kind in (CONV2D, POINTWISE_CONV):
+        return n * hw_out * c_out * (c_in // sig.groups) * k2
+    if kind == DEPTHWISE_CONV:
+        return n * hw_out * c_out * k2
+    if kind == INVERTED_RESIDUAL:
+        mid = sig.mid_channels
+        expand = n * hw_in * c_in * mid if mid != c_in else 0
+        depthwise = n * hw_out * mid * k2
+        project = n * hw_out * mid * c_out
+        return expand + depthwise + project + (n * hw_out * c_out if sig.has_residual else 0)
+    if kind == BOTTLENECK:
+        mid = sig.mid_channels
+        reduce = n * hw_in * c_in * mid
+        spatial = n * hw_out * mid * (mid // sig.groups) * k2
+        expand = n * hw_out * mid * c_out
+        shortcut = 0 if sig.has_residual else n * hw_out * c_in * c_out
+        return reduce + spatial + expand + shortcut + n * hw_out * c_out
+    if kind == FC:
+        return n * c_in * c_out
+    if kind == AVGPOOL:
+        return n * hw_out * c_out * k2
+    if kind in (GLOBAL_AVGPOOL, ADD, ACTIVATION):
+        return n * hw_in * c_in
+    return 0  # identity
