@@ -1,0 +1,283 @@
+"""`bench`: the harness's command line, a thin layer over the library.
+
+Every command that reports figures takes ``--json`` and then prints exactly one
+JSON document on stdout (progress and messages go to stderr).  A problem the
+user can fix is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from harness import __version__, lut_store
+from harness.errors import ChameleonError
+from harness.lut_summary import summarize_lut
+from harness.plans import available_plans, count_by_kind, load_plan
+from harness.profiles import load_all_profiles, load_profile
+from harness.signature import parse_signature
+
+app = typer.Typer(
+    help="Measure single-operator latency on a device and keep it in a per-device LUT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+lut_app = typer.Typer(help="Inspect, query and merge LUT files.", no_args_is_help=True)
+app.add_typer(lut_app, name="lut")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout instead of tables.")
+
+
+def emit_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+# ----------------------------------------------------------------- sweep
+@app.command()
+def sweep(
+    device: str = typer.Option(..., "--device", "-d", help="Device profile name (see `bench devices`) or a profile file."),
+    plan: str = typer.Option("smoke", "--plan", "-p", help="Built-in plan name (see `bench plans`) or a plan YAML file."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="LUT file to write (default: luts/DEVICE.parquet)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Measure at most this many missing signatures, then stop."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Measure every signature of PLAN on DEVICE that the LUT does not hold yet (resumable)."""
+    from harness.sweep import run_sweep
+
+    profile = load_profile(device)
+    sweep_plan = load_plan(plan)
+    target = out_path or Path("luts") / f"{profile.name}.parquet"
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[op]}", style="dim"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(f"{profile.name} · {sweep_plan.name}", total=None, op="")
+
+        def on_progress(done: int, total: int, signature: Any) -> None:
+            label = "" if signature is None else f"{signature.kind} {signature.c_in}x{signature.h}x{signature.w}→{signature.c_out} {signature.dtype}"
+            progress.update(task, completed=done, total=total, op=label)
+
+        # SIGTERM stops a sweep the way Ctrl-C does: everything measured is kept.
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            result = run_sweep(profile, sweep_plan, target, on_progress=on_progress, limit=limit)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    table = lut_store.read_lut(result.out)
+    summary = summarize_lut(table)
+    if as_json:
+        emit_json({"sweep": result.to_json(), "lut": summary})
+    else:
+        out.print(
+            f"[bold]{result.out}[/]: measured {result.measured} new, {result.already_measured} already there, "
+            f"{result.remaining} remaining of {result.planned} ({result.skipped_dtype} skipped: dtype not taken by {profile.name}); "
+            f"{result.wall_s:.1f} s wall, {result.timed_s:.1f} s in timed runs"
+        )
+        _print_summary(result.out, summary)
+    if result.interrupted:
+        err.print(f"interrupted: {result.rows_in_lut} rows kept in {result.out}; run the same command again to measure the remaining {result.remaining}")
+        raise typer.Exit(130)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+# --------------------------------------------------------------- devices
+@app.command()
+def devices(as_json: bool = JsonOption) -> None:
+    """List the device profiles (device_profiles/*.yaml), validated."""
+    profiles = load_all_profiles()
+    records = [
+        {
+            "name": p.name,
+            "transport": p.transport.type,
+            "runtime": p.runtime.name,
+            "provider": p.runtime.provider if p.runtime.name == "onnxruntime" else p.runtime.delegate,
+            "threads": p.runtime.threads,
+            "affinity": p.runtime.core_mask or ("auto" if p.runtime.cores is None else ",".join(map(str, p.runtime.cores))),
+            "dtypes": list(p.dtypes),
+            "energy": p.energy.source,
+            "description": p.description,
+            "file": str(p.source),
+        }
+        for p in profiles
+    ]
+    if as_json:
+        emit_json({"devices": records})
+        return
+    table = Table(title="Device profiles")
+    for column in ("name", "transport", "runtime", "provider", "threads", "affinity", "dtypes", "energy", "description"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(r["name"], r["transport"], r["runtime"], r["provider"], str(r["threads"]), r["affinity"],
+                      ",".join(r["dtypes"]), r["energy"], r["description"])
+    out.print(table)
+
+
+# ----------------------------------------------------------------- plans
+@app.command()
+def plans(as_json: bool = JsonOption) -> None:
+    """List the built-in sweep plans with their signature counts."""
+    records = []
+    for name in available_plans():
+        plan = load_plan(name)
+        records.append({"name": name, "signatures": len(plan.signatures), "by_kind": count_by_kind(plan),
+                        "description": plan.description, "file": str(plan.source)})
+    if as_json:
+        emit_json({"plans": records})
+        return
+    table = Table(title="Sweep plans")
+    for column in ("name", "signatures", "by kind", "description"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(r["name"], str(r["signatures"]), ", ".join(f"{k} {v}" for k, v in r["by_kind"].items()), r["description"])
+    out.print(table)
+
+
+# ------------------------------------------------------------------- lut
+@lut_app.command("show")
+def lut_show(
+    file: Path = typer.Argument(..., help="LUT Parquet file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw latency against MACs to this PNG."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Summarize a LUT: provenance, per-kind latencies, noisy rows, pending parts."""
+    table = lut_store.read_lut(file)
+    summary = summarize_lut(table)
+    pending, unreadable = lut_store.read_parts(file)
+    summary["pending_part_rows"] = sum(t.num_rows for t in pending)
+    summary["unreadable_parts"] = [str(p) for p in unreadable]
+    if plot is not None:
+        from harness.plots import plot_latency_vs_macs
+
+        summary["plot"] = str(plot_latency_vs_macs(table, plot, title=f"{file.name}: {', '.join(summary['devices'])}"))
+    if as_json:
+        emit_json(summary)
+    else:
+        _print_summary(file, summary)
+
+
+@lut_app.command("query")
+def lut_query(
+    file: Path = typer.Argument(..., help="LUT Parquet file."),
+    signature: str = typer.Argument(..., help="Signature string, e.g. 'conv2d(n=1,c_in=3,...,dtype=fp32)'."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Print the entry of one signature (exit 1 when the LUT has no such entry)."""
+    key = parse_signature(signature).key
+    table = lut_store.read_lut(file)
+    row = lut_store.find_row(table, key)
+    if row is None:
+        if as_json:
+            emit_json({"signature": key, "found": False})
+        else:
+            err.print(f"{file}: no entry for {key}")
+        raise typer.Exit(1)
+    if as_json:
+        emit_json({"found": True, **row})
+        return
+    table_view = Table(title=key, show_header=False)
+    table_view.add_column("field", style="bold")
+    table_view.add_column("value")
+    for name, value in row.items():
+        table_view.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+    out.print(table_view)
+
+
+@lut_app.command("merge")
+def lut_merge(
+    target: Path = typer.Argument(..., help="LUT to write (its existing rows and pending parts are included)."),
+    inputs: list[Path] = typer.Argument(None, help="LUT files to fold in."),
+    on_duplicate: str = typer.Option("newest", "--on-duplicate", help="newest | lowest-cv | error"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Combine LUT files of one device (several sessions) into TARGET, one row per signature."""
+    tables = []
+    sources = [target] if target.exists() else []
+    sources += [p for p in inputs or [] if p.resolve() != target.resolve()]
+    if not sources:
+        raise ChameleonError(f"{target}: nothing to merge (no such file and no inputs given)")
+    for source in sources:
+        tables.append(lut_store.read_lut(source))
+        parts, _ = lut_store.read_parts(source)
+        tables.extend(parts)
+    rows_in = sum(t.num_rows for t in tables)
+    merged = lut_store.merge_tables(tables, on_duplicate=on_duplicate)
+    lut_store.check_writable(target)
+    lut_store.write_lut_atomic(merged, target)
+    parts_folded = 0
+    if lut_store.parts_dir(target).is_dir():
+        for part in lut_store.parts_dir(target).glob("part-*.parquet"):
+            part.unlink()
+            parts_folded += 1
+    result = {"out": str(target), "inputs": [str(s) for s in sources], "rows_in": rows_in, "rows_out": merged.num_rows,
+              "duplicates_dropped": rows_in - merged.num_rows, "on_duplicate": on_duplicate}
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(f"{target}: {merged.num_rows} rows from {rows_in} in {len(sources)} file(s); "
+                  f"{rows_in - merged.num_rows} duplicate(s) dropped ({on_duplicate})")
+
+
+def _print_summary(file: Path, summary: dict[str, Any]) -> None:
+    out.print(
+        f"[bold]{file}[/] · LUT schema v{summary['lut_schema_version']} · {summary['rows']} rows · "
+        f"device {', '.join(summary['devices']) or '-'} ({'; '.join(summary['device_models']) or '-'})"
+    )
+    out.print(
+        f"runtime {', '.join(summary['runtimes']) or '-'} · {', '.join(summary['providers']) or '-'} · "
+        f"threads {', '.join(map(str, summary['threads'])) or '-'} · harness {', '.join(summary['harness_versions']) or '-'} · "
+        f"{summary['sessions']} session(s)"
+    )
+    if summary["overhead_us"] is not None:
+        out.print(f"per-invocation overhead (identity model): {summary['overhead_us']:.2f} µs")
+    table = Table()
+    for column in ("kind", "dtype", "rows", "median µs (median)", "min µs", "max µs", "sum µs"):
+        table.add_column(column, justify="right" if column not in ("kind", "dtype") else "left")
+    for r in summary["by_kind"]:
+        table.add_row(r["kind"], r["dtype"], str(r["rows"]), f"{r['median_of_median_us']:.1f}",
+                      f"{r['min_median_us']:.1f}", f"{r['max_median_us']:.1f}", f"{r['sum_median_us']:.1f}")
+    out.print(table)
+    out.print(f"rows with CV > {summary['noisy_cv_threshold']:.2f}: {summary['noisy_rows']}")
+    if summary.get("pending_part_rows"):
+        out.print(f"[yellow]{summary['pending_part_rows']} measured rows wait in {file}.parts/ (an interrupted sweep): "
+                  f"re-run the sweep or `bench lut merge {file}` to fold them in[/]")
+    if summary.get("plot"):
+        out.print(f"plot: {summary['plot']}")
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: bool = typer.Option(False, "--version", help="Print the harness version.")) -> None:
+    if version:
+        out.print(f"chameleon harness {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    try:
+        app()
+    except ChameleonError as problem:
+        err.print(f"error: {problem}", markup=False, soft_wrap=True)
+        sys.exit(problem.exit_code)

@@ -1,0 +1,354 @@
+"""The LUT: one Parquet file per device, keyed by operator signature.
+
+This module owns the file format (documented in README.md, "The LUT schema"),
+its validation, atomic writes, and the incremental writer that makes sweeps
+resumable: measured rows go to small Parquet part files (each written to a
+temporary name and renamed, so none is ever half-written) in ``FILE.parts/``,
+and are merged into ``FILE`` (again by an atomic rename) periodically and when
+the sweep ends.  A process killed at any moment leaves ``FILE`` readable and
+its finished measurements in the parts, which the next sweep or
+``bench lut merge`` folds in.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from harness.errors import LutFileError, OutputNotWritable, SweepLocked
+from harness.signature import OpSignature
+
+LUT_SCHEMA_VERSION = 1
+_META_VERSION = b"chameleon.lut_schema_version"
+_META_KIND = b"chameleon.file"
+_META_KIND_VALUE = b"operator-latency-lut"
+
+_SIGNATURE_FIELDS = [
+    pa.field("signature", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("n", pa.int32(), nullable=False),
+    pa.field("c_in", pa.int32(), nullable=False),
+    pa.field("h", pa.int32(), nullable=False),
+    pa.field("w", pa.int32(), nullable=False),
+    pa.field("c_out", pa.int32(), nullable=False),
+    pa.field("kernel", pa.int32(), nullable=False),
+    pa.field("stride", pa.int32(), nullable=False),
+    pa.field("padding", pa.int32(), nullable=False),
+    pa.field("groups", pa.int32(), nullable=False),
+    pa.field("mid_channels", pa.int32(), nullable=False),
+    pa.field("activation", pa.string(), nullable=False),
+    pa.field("dtype", pa.string(), nullable=False),
+]
+_STAT_FIELDS = [
+    pa.field("median_us", pa.float64(), nullable=False),
+    pa.field("p10_us", pa.float64(), nullable=False),
+    pa.field("p90_us", pa.float64(), nullable=False),
+    pa.field("mean_us", pa.float64(), nullable=False),
+    pa.field("std_us", pa.float64(), nullable=False),
+    pa.field("min_us", pa.float64(), nullable=False),
+    pa.field("runs", pa.int32(), nullable=False),
+    pa.field("warmup_runs", pa.int32(), nullable=False),
+    pa.field("cv", pa.float64(), nullable=False),
+    pa.field("attempts", pa.int32(), nullable=False),
+    pa.field("timed_total_us", pa.float64(), nullable=False),
+    pa.field("throttled", pa.bool_(), nullable=True),
+]
+_CONTEXT_FIELDS = [
+    pa.field("device_id", pa.string(), nullable=False),
+    pa.field("device_model", pa.string(), nullable=False),
+    pa.field("runtime", pa.string(), nullable=False),
+    pa.field("runtime_version", pa.string(), nullable=False),
+    pa.field("provider", pa.string(), nullable=False),
+    pa.field("threads", pa.int32(), nullable=False),
+    pa.field("harness_version", pa.string(), nullable=False),
+    pa.field("session_id", pa.string(), nullable=False),
+    pa.field("measured_at", pa.timestamp("us", tz="UTC"), nullable=False),
+]
+LUT_SCHEMA = pa.schema(
+    _SIGNATURE_FIELDS + _STAT_FIELDS + _CONTEXT_FIELDS,
+    metadata={_META_VERSION: str(LUT_SCHEMA_VERSION).encode(), _META_KIND: _META_KIND_VALUE},
+)
+LUT_COLUMNS: tuple[str, ...] = tuple(LUT_SCHEMA.names)
+
+# The columns that say which device and software measured a row: a sweep only
+# resumes into a file whose rows agree with it on these.
+PROVENANCE_COLUMNS = ("device_id", "device_model", "runtime", "runtime_version", "provider", "threads")
+
+
+def empty_table() -> pa.Table:
+    return LUT_SCHEMA.empty_table()
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """Rows as dicts with every LUT column → a table of the LUT schema."""
+    if not rows:
+        return empty_table()
+    columns = {name: [row[name] for row in rows] for name in LUT_COLUMNS}
+    return pa.Table.from_pydict(columns, schema=LUT_SCHEMA)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+# ----------------------------------------------------------------- reading
+def read_lut(path: str | Path) -> pa.Table:
+    """Read and validate a LUT file; any problem is one LutFileError line."""
+    path = Path(path)
+    if not path.exists():
+        raise LutFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise LutFileError(f"{path}: is a folder, not a LUT file")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LutFileError(f"{path}: not a readable Parquet file (truncated or corrupt: {reason})") from None
+    return validate_table(table, str(path))
+
+
+def validate_table(table: pa.Table, where: str) -> pa.Table:
+    metadata = table.schema.metadata or {}
+    if metadata.get(_META_KIND) != _META_KIND_VALUE or _META_VERSION not in metadata:
+        raise LutFileError(f"{where}: a Parquet file, but not a Chameleon LUT (no {_META_KIND.decode()} metadata)")
+    version = metadata[_META_VERSION].decode()
+    if version != str(LUT_SCHEMA_VERSION):
+        raise LutFileError(f"{where}: LUT schema version {version}, but this harness reads version {LUT_SCHEMA_VERSION}")
+    missing = [name for name in LUT_COLUMNS if name not in table.column_names]
+    if missing:
+        raise LutFileError(f"{where}: LUT lacks column(s) {', '.join(missing)}")
+    try:
+        return table.select(list(LUT_COLUMNS)).cast(LUT_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
+        raise LutFileError(f"{where}: LUT columns have unexpected types ({str(err).splitlines()[0]})") from None
+
+
+def signatures_of(table: pa.Table) -> list[str]:
+    return table.column("signature").to_pylist()
+
+
+def find_row(table: pa.Table, signature: OpSignature | str) -> dict[str, Any] | None:
+    key = signature if isinstance(signature, str) else signature.key
+    matches = table.filter(pc.equal(table.column("signature"), key))
+    if matches.num_rows == 0:
+        return None
+    return matches.slice(0, 1).to_pylist()[0]
+
+
+def row_signature(row: dict[str, Any]) -> OpSignature:
+    """The signature of a row, rebuilt from its field columns and checked against its string."""
+    signature = OpSignature.from_record(row)
+    if signature.key != row["signature"]:
+        raise LutFileError(f"row {row['signature']!r} disagrees with its own field columns ({signature.key})")
+    return signature
+
+
+# ----------------------------------------------------------------- writing
+def write_lut_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write a LUT so that readers see either the old file or the new one, never a partial one."""
+    path = Path(path)
+    table = validate_table(table, str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise OutputNotWritable(f"{path}: cannot write ({err.strerror or err})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail early, before measuring anything, when the output cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputNotWritable(f"{path}: is a folder; give a file name such as {path / 'lut.parquet'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputNotWritable(f"{path}: cannot create folder {path.parent} ({err.strerror})") from None
+    probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise OutputNotWritable(f"{path}: cannot write in {path.parent} ({err.strerror})") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputNotWritable(f"{path}: file is not writable")
+    return path
+
+
+# ----------------------------------------------------------------- merging
+DUPLICATE_POLICIES = ("newest", "lowest-cv", "error")
+
+
+def merge_tables(tables: Iterable[pa.Table], on_duplicate: str = "newest", *, mixed_devices_ok: bool = False) -> pa.Table:
+    """Concatenate LUT tables, keeping one row per signature.
+
+    ``newest`` keeps the latest measurement, ``lowest-cv`` the steadiest, and
+    ``error`` refuses duplicates.  Rows of different devices are refused unless
+    ``mixed_devices_ok``: a LUT describes one device.
+    """
+    if on_duplicate not in DUPLICATE_POLICIES:
+        raise LutFileError(f"unknown duplicate policy {on_duplicate!r} (known: {', '.join(DUPLICATE_POLICIES)})")
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return empty_table()
+    table = pa.concat_tables(tables)
+    if not mixed_devices_ok:
+        devices = sorted(set(table.column("device_id").to_pylist()))
+        if len(devices) > 1:
+            raise LutFileError(f"refusing to merge rows of different devices ({', '.join(devices)}): a LUT holds one device")
+    if on_duplicate == "lowest-cv":
+        order = [("signature", "ascending"), ("cv", "ascending"), ("measured_at", "descending")]
+    else:
+        order = [("signature", "ascending"), ("measured_at", "descending")]
+    table = table.take(pc.sort_indices(table, sort_keys=order))
+    keys = table.column("signature").to_numpy(zero_copy_only=False)
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = keys[1:] != keys[:-1]
+    if on_duplicate == "error" and not first.all():
+        duplicates = sorted(set(keys[~first]))
+        raise LutFileError(f"{len(duplicates)} signature(s) measured more than once, e.g. {duplicates[0]} (use --on-duplicate newest or lowest-cv)")
+    return table.filter(pa.array(first))
+
+
+# ------------------------------------------------------- incremental writer
+def parts_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".parts")
+
+
+def read_parts(path: Path) -> tuple[list[pa.Table], list[Path]]:
+    """The finished part files of an interrupted sweep, and any that cannot be read."""
+    folder = parts_dir(path)
+    tables, unreadable = [], []
+    if folder.is_dir():
+        for part in sorted(folder.glob("part-*.parquet")):
+            try:
+                tables.append(validate_table(pq.read_table(part), str(part)))
+            except (pa.ArrowException, OSError, LutFileError):
+                unreadable.append(part)
+    return tables, unreadable
+
+
+def read_with_parts(path: Path) -> pa.Table:
+    """The LUT as it would be after merging: the file plus any pending parts."""
+    base = [read_lut(path)] if path.exists() else []
+    parts, _ = read_parts(path)
+    return merge_tables(base + parts)
+
+
+def fold_parts(path: Path) -> int:
+    """Merge pending part files into the LUT (atomically), then delete them; returns rows folded in."""
+    parts, _ = read_parts(path)
+    if not parts:
+        return 0
+    base = [read_lut(path)] if path.exists() else []
+    merged = merge_tables(base + parts)
+    write_lut_atomic(merged, path)
+    folded = sum(t.num_rows for t in parts)
+    for part in sorted(parts_dir(path).glob("part-*.parquet")):
+        part.unlink()
+    return folded
+
+
+@dataclass
+class LutWriter:
+    """Appends measured rows durably while a sweep runs; use as a context manager.
+
+    Rows are written as a part file at most ``flush_every_s`` after they were
+    measured (so a SIGKILL loses at most that much work), and the parts are
+    folded into the LUT every ``merge_every_s`` and on exit.  An exclusive lock
+    on ``FILE.lock`` keeps two sweeps from writing the same LUT.
+    """
+
+    path: Path
+    flush_every_s: float = 1.0
+    merge_every_s: float = 120.0
+    _pending: list[dict[str, Any]] = field(default_factory=list, init=False)
+    _last_flush: float = field(default=0.0, init=False)
+    _last_merge: float = field(default=0.0, init=False)
+    _lock_fd: int | None = field(default=None, init=False)
+    _sequence: int = field(default=0, init=False)
+    _token: str = field(default_factory=lambda: uuid.uuid4().hex[:8], init=False)
+
+    def __enter__(self) -> "LutWriter":
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise SweepLocked(f"{self.path}: another sweep is writing this LUT (lock {lock_path})") from None
+            raise
+        self._lock_fd = fd
+        self._last_flush = self._last_merge = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.flush()
+            fold_parts(self.path)
+            if not self.path.exists():  # nothing measured yet: leave a valid, empty LUT
+                write_lut_atomic(empty_table(), self.path)
+        finally:
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._pending.append(row)
+        now = time.monotonic()
+        if now - self._last_flush >= self.flush_every_s:
+            self.flush()
+        if now - self._last_merge >= self.merge_every_s:
+            fold_parts(self.path)
+            self._last_merge = time.monotonic()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        folder = parts_dir(self.path)
+        folder.mkdir(exist_ok=True)
+        self._sequence += 1
+        part = folder / f"part-{self._token}-{self._sequence:06d}.parquet"
+        tmp = folder / f".{part.name}.tmp"
+        pq.write_table(rows_to_table(self._pending), tmp)
+        os.replace(tmp, part)
+        self._pending.clear()

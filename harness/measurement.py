@@ -1,0 +1,220 @@
+"""How one operator is timed: warm-up, timed runs, statistics, re-measurement.
+
+The statistics are pure functions; the timing loop takes the thing to run as a
+plain callable and the clock as a parameter, so the same method serves every
+local runner and tests can drive it without a device.  A runner prepares ops
+(:class:`PreparedOp`: anything that can take a batch of timed runs — a local
+session, or a phone running ``benchmark_model`` with its own per-run samples)
+and :func:`measure_interleaved` schedules their rounds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MeasurementSettings:
+    """The measurement method; device profiles override these per device.
+
+    Each op is timed in ``rounds`` rounds, interleaved with the other ops of its
+    group of ``interleave_group`` signatures, so that a burst of interference
+    from other tenants (seconds long on a shared machine) slows one round of
+    many ops rather than every run of a few; the op's median is the median of
+    its round medians.  Within the op's rounds, ``runs`` is a minimum: short
+    ops are timed until ``min_timed_s`` of timed runs have accumulated (as
+    benchmark_model's ``--min_secs``).  Warm-up stops after ``warmup_runs`` runs
+    or ``warmup_max_s`` seconds, whichever comes first (at least one run); later
+    rounds re-warm with one run.  An op whose robust CV stays above
+    ``cv_threshold`` gets up to ``max_attempts - 1`` extra rounds.
+    """
+
+    warmup_runs: int = 5
+    warmup_max_s: float = 0.01
+    runs: int = 11
+    min_timed_s: float = 0.15
+    max_runs: int = 3000
+    rounds: int = 3
+    interleave_group: int = 24
+    cv_threshold: float = 0.10
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.warmup_runs < 0:
+            problems.append(f"warmup_runs must be >= 0, got {self.warmup_runs}")
+        if self.runs < 1:
+            problems.append(f"runs must be >= 1, got {self.runs}")
+        if self.max_runs < self.runs:
+            problems.append(f"max_runs ({self.max_runs}) must be >= runs ({self.runs})")
+        if self.min_timed_s < 0 or self.warmup_max_s < 0:
+            problems.append("min_timed_s and warmup_max_s must be >= 0")
+        if not self.cv_threshold > 0:
+            problems.append(f"cv_threshold must be > 0, got {self.cv_threshold}")
+        if self.max_attempts < 1:
+            problems.append(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.rounds < 1 or self.interleave_group < 1:
+            problems.append(f"rounds and interleave_group must be >= 1, got {self.rounds} and {self.interleave_group}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "MeasurementSettings":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown measurement setting(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Summary of one batch of timed runs, in microseconds."""
+
+    median_us: float
+    p10_us: float
+    p90_us: float
+    mean_us: float
+    std_us: float
+    min_us: float
+    runs: int
+    mad_us: float  # median absolute deviation from the median
+
+    @property
+    def cv(self) -> float:
+        """Robust coefficient of variation: 1.4826 * MAD / median.
+
+        With hundreds of runs per op, a handful of interrupted runs (other
+        tenants, timer interrupts) inflate std / mean far more than they move
+        the median; this estimate of the spread (equal to std / mean for normal
+        noise) ignores them, so it flags batches whose *typical* runs disagree.
+        """
+        return 1.4826 * self.mad_us / self.median_us if self.median_us > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The raw result of one attempt: timed samples and how it warmed up."""
+
+    samples_us: tuple[float, ...]
+    warmup_runs: int
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """An op's statistics over its rounds plus what it cost to get them."""
+
+    stats: TimingStats
+    warmup_runs: int  # over all rounds
+    attempts: int  # 1 + extra rounds taken because the CV was over the threshold
+    timed_total_us: float  # sum of every timed run of every round
+
+
+def summarize(samples_us: Sequence[float]) -> TimingStats:
+    """Median, 10th/90th percentiles, mean, population std and min of the samples."""
+    values = np.asarray(samples_us, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("no samples to summarize")
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError("samples must be finite and non-negative")
+    p10, median, p90 = np.percentile(values, [10, 50, 90])
+    return TimingStats(
+        median_us=float(median),
+        p10_us=float(p10),
+        p90_us=float(p90),
+        mean_us=float(values.mean()),
+        std_us=float(values.std()),
+        min_us=float(values.min()),
+        runs=int(values.size),
+        mad_us=float(np.median(np.abs(values - median))),
+    )
+
+
+Clock = Callable[[], int]  # nanoseconds, monotonic
+
+
+def time_callable(run_once: Callable[[], object], settings: MeasurementSettings, warmup_runs: int | None = None,
+                  clock: Clock = time.perf_counter_ns) -> Batch:
+    """Warm up, then time ``run_once`` at least ``settings.runs`` times and for at least ``min_timed_s``."""
+    warm_deadline = clock() + int(settings.warmup_max_s * 1e9)
+    warmups = 0
+    target = settings.warmup_runs if warmup_runs is None else warmup_runs
+    while warmups < target:
+        run_once()
+        warmups += 1
+        if clock() >= warm_deadline:
+            break
+    samples: list[float] = []
+    timed_ns = 0
+    budget_ns = int(settings.min_timed_s * 1e9)
+    while len(samples) < settings.runs or (timed_ns < budget_ns and len(samples) < settings.max_runs):
+        start = clock()
+        run_once()
+        elapsed = clock() - start
+        timed_ns += elapsed
+        samples.append(elapsed / 1e3)
+    return Batch(samples_us=tuple(samples), warmup_runs=warmups)
+
+
+class PreparedOp(Protocol):
+    """An op loaded on its device and ready to time (a session, a pushed model...)."""
+
+    def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch: ...
+
+    def close(self) -> None: ...
+
+
+def round_settings(settings: MeasurementSettings) -> MeasurementSettings:
+    """The share of the run count and time budget that one round gets."""
+    return replace(
+        settings,
+        runs=max(1, math.ceil(settings.runs / settings.rounds)),
+        min_timed_s=settings.min_timed_s / settings.rounds,
+        max_runs=max(1, math.ceil(settings.max_runs / settings.rounds)),
+    )
+
+
+def combine_rounds(batches: Sequence[Batch]) -> TimingStats:
+    """Pool the samples of an op's rounds; the median is the median of the round medians.
+
+    A round that fell into a slow period moves the pooled median towards it;
+    the median of round medians ignores it as long as most rounds were clean.
+    Spread statistics (percentiles, mean, std, MAD) describe all pooled runs.
+    """
+    pooled = summarize([x for batch in batches for x in batch.samples_us])
+    if len(batches) == 1:
+        return pooled
+    round_median = float(np.median([np.median(batch.samples_us) for batch in batches]))
+    mad = float(np.median(np.abs(np.concatenate([np.asarray(b.samples_us) for b in batches]) - round_median)))
+    return replace(pooled, median_us=round_median, mad_us=mad)
+
+
+def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings) -> list[Measurement]:
+    """Time a group of prepared ops in interleaved rounds; see :class:`MeasurementSettings`."""
+    per_round = round_settings(settings)
+    batches: list[list[Batch]] = [[] for _ in ops]
+    for round_index in range(settings.rounds):
+        warmups = settings.warmup_runs if round_index == 0 else min(1, settings.warmup_runs)
+        for op, taken in zip(ops, batches):
+            taken.append(op.take_batch(per_round, warmups))
+    # Extra rounds, still interleaved, for the ops whose runs disagree.
+    for _ in range(settings.max_attempts - 1):
+        noisy = [i for i, taken in enumerate(batches) if combine_rounds(taken).cv > settings.cv_threshold]
+        if not noisy:
+            break
+        for i in noisy:
+            batches[i].append(ops[i].take_batch(per_round, min(1, settings.warmup_runs)))
+    return [
+        Measurement(
+            stats=combine_rounds(taken),
+            warmup_runs=sum(b.warmup_runs for b in taken),
+            attempts=len(taken) - settings.rounds + 1,
+            timed_total_us=float(sum(sum(b.samples_us) for b in taken)),
+        )
+        for taken in batches
+    ]

@@ -1,0 +1,151 @@
+"""ONNX Runtime on this machine: the CPU execution provider, or CUDA when a GPU exists."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from harness import onnx_models
+from harness.errors import DeviceUnavailable
+from harness.measurement import Batch, Measurement, MeasurementSettings, measure_interleaved, time_callable
+from harness.profiles import DeviceProfile, pinned_cores
+from harness.runners.base import DeviceIdentity, register
+from harness.signature import OpSignature
+
+_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+class OnnxRuntimeRunner:
+    """Times single-op ONNX models with ``InferenceSession.run_with_iobinding``.
+
+    Inputs and outputs are bound once, on the device that computes, so a timed
+    run is the runtime's own work plus its fixed per-call cost (which the sweep
+    measures separately with an identity model) and no host-device copies.
+    The process is pinned to the profile's cores while the runner is open; with
+    one intra-op thread ONNX Runtime computes on the calling thread.
+    """
+
+    def __init__(self, provider: str = "cpu", threads: int = 1, cores: tuple[int, ...] | None = None,
+                 seed: int = 0, cache: Path | None = None) -> None:
+        import onnxruntime as ort
+
+        self._ort = ort
+        self.provider = provider
+        self.threads = threads
+        self.seed = seed
+        self.cache = cache
+        ep = _PROVIDERS[provider]
+        if ep not in ort.get_available_providers():
+            raise DeviceUnavailable(
+                f"ONNX Runtime {ort.__version__} has no {ep} here "
+                f"(available: {', '.join(ort.get_available_providers())})"
+                + ("; the cuda device needs an NVIDIA GPU and the onnxruntime-gpu package" if provider == "cuda" else "")
+            )
+        self._previous_affinity = os.sched_getaffinity(0)
+        self.cores = cores
+        if cores is not None:
+            os.sched_setaffinity(0, set(cores))
+        self._identity = DeviceIdentity(
+            model=_gpu_name() if provider == "cuda" else _cpu_model(),
+            runtime="onnxruntime",
+            runtime_version=ort.__version__,
+            provider=ep,
+        )
+
+    @property
+    def identity(self) -> DeviceIdentity:
+        return self._identity
+
+    def prepare(self, signature: OpSignature) -> "_OrtSession":
+        """Build (or reuse) the op's model and open a session with inputs and outputs bound."""
+        ort = self._ort
+        path = onnx_models.model_file(signature, seed=self.seed, cache=self.cache)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), sess_options=options, providers=[_PROVIDERS[self.provider]])
+        device = "cuda" if self.provider == "cuda" else "cpu"
+        binding = session.io_binding()
+        feed = onnx_models.make_inputs(signature, seed=self.seed)
+        for meta in session.get_inputs():
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feed[meta.name]), device, 0)
+            binding.bind_ortvalue_input(meta.name, value)
+        for meta in session.get_outputs():
+            binding.bind_output(meta.name, device)
+        return _OrtSession(session, binding, synchronize=self.provider == "cuda")
+
+    def measure(self, signature: OpSignature, settings: MeasurementSettings) -> Measurement:
+        """Measure one op on its own (a sweep measures groups, interleaved)."""
+        op = self.prepare(signature)
+        try:
+            return measure_interleaved([op], settings)[0]
+        finally:
+            op.close()
+
+    def close(self) -> None:
+        if self.cores is not None:
+            os.sched_setaffinity(0, self._previous_affinity)
+            self.cores = None
+
+
+class _OrtSession:
+    """A session with bound inputs and outputs: one timed run is one ``run_with_iobinding``."""
+
+    def __init__(self, session, binding, synchronize: bool) -> None:
+        self.session, self.binding = session, binding
+        # Run once so the outputs get allocated; later runs reuse them.
+        session.run_with_iobinding(binding)
+        if synchronize:  # CUDA runs are asynchronous: a timed run ends when its outputs are ready
+            def run_once() -> None:
+                session.run_with_iobinding(binding)
+                binding.synchronize_outputs()
+        else:
+            def run_once() -> None:
+                session.run_with_iobinding(binding)
+        self.run_once = run_once
+
+    def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
+        return time_callable(self.run_once, settings, warmup_runs)
+
+    def close(self) -> None:
+        self.binding = self.session = None
+
+
+def _cpu_model() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()})"
+
+
+def _gpu_name() -> str:
+    try:
+        import pynvml  # nvidia-ml-py
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(handle)
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        return f"{name if isinstance(name, str) else name.decode()} (driver {driver if isinstance(driver, str) else driver.decode()})"
+    except Exception:
+        return "NVIDIA GPU 0 (name unavailable: nvidia-ml-py not installed)"
+
+
+def _from_profile(profile: DeviceProfile) -> OnnxRuntimeRunner:
+    spec = profile.runtime
+    cores = pinned_cores(spec) if spec.provider == "cpu" else None
+    return OnnxRuntimeRunner(provider=spec.provider, threads=spec.threads, cores=cores)
+
+
+register("local", "onnxruntime", _from_profile)

@@ -1,0 +1,195 @@
+"""A sweep: measure every signature of a plan on one device into its LUT, resumably.
+
+The sweep reads what the LUT (and any parts an interrupted sweep left) already
+holds, measures only what is missing, group by group (the ops of a group are
+timed in interleaved rounds, see :class:`harness.measurement.MeasurementSettings`),
+and writes each group's rows durably as soon as it is done (see
+:class:`harness.lut_store.LutWriter`).  Ctrl-C stops it cleanly with
+everything measured kept; the same command resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness import __version__ as harness_version
+from harness import lut_store
+from harness.errors import LutFileError
+from harness.measurement import Measurement, MeasurementSettings, measure_interleaved
+from harness.plans import Plan
+from harness.profiles import DeviceProfile
+from harness.runners import DeviceIdentity, Runner, make_runner
+from harness.signature import IDENTITY, OpSignature, make_signature
+
+# The runtime's fixed per-invocation cost, measured on an empty model in every
+# LUT.  A network estimate subtracts it from all but one of the summed entries.
+OVERHEAD_SIGNATURE = make_signature(IDENTITY)
+
+ProgressCallback = Callable[[int, int, "OpSignature | None"], None]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    out: Path
+    device_id: str
+    device_model: str
+    plan: str
+    planned: int  # signatures this device measures for the plan, the overhead probe included
+    skipped_dtype: int  # plan signatures in a dtype the device does not take
+    already_measured: int
+    measured: int
+    interrupted: bool
+    wall_s: float
+    timed_s: float  # the timed runs of this invocation, re-measured attempts included
+    rows_in_lut: int
+    overhead_us: float | None
+
+    @property
+    def remaining(self) -> int:
+        return self.planned - self.already_measured - self.measured
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out"] = str(self.out)
+        data["remaining"] = self.remaining
+        return data
+
+
+def signatures_for_device(plan: Plan, profile: DeviceProfile) -> tuple[list[OpSignature], int]:
+    """The plan's signatures in the dtypes the device takes, overhead probe first; and how many were skipped."""
+    wanted = [s for s in plan.signatures if s.dtype in profile.dtypes]
+    skipped = len(plan.signatures) - len(wanted)
+    return [OVERHEAD_SIGNATURE] + [s for s in wanted if s != OVERHEAD_SIGNATURE], skipped
+
+
+def make_row(signature: OpSignature, measurement: Measurement, identity: DeviceIdentity, device_id: str,
+             threads: int, session_id: str, throttled: bool | None = None) -> dict[str, Any]:
+    stats = measurement.stats
+    row = signature.to_record()
+    row.update(
+        signature=signature.key,
+        median_us=stats.median_us,
+        p10_us=stats.p10_us,
+        p90_us=stats.p90_us,
+        mean_us=stats.mean_us,
+        std_us=stats.std_us,
+        min_us=stats.min_us,
+        runs=stats.runs,
+        warmup_runs=measurement.warmup_runs,
+        cv=stats.cv,
+        attempts=measurement.attempts,
+        timed_total_us=measurement.timed_total_us,
+        throttled=throttled,
+        device_id=device_id,
+        device_model=identity.model,
+        runtime=identity.runtime,
+        runtime_version=identity.runtime_version,
+        provider=identity.provider,
+        threads=threads,
+        harness_version=harness_version,
+        session_id=session_id,
+        measured_at=lut_store.now_utc(),
+    )
+    return row
+
+
+def check_provenance(existing: Any, out: Path, device_id: str, identity: DeviceIdentity, threads: int) -> None:
+    """Refuse to resume into a LUT measured on another device or with other software."""
+    if existing.num_rows == 0:
+        return
+    current = {
+        "device_id": device_id,
+        "device_model": identity.model,
+        "runtime": identity.runtime,
+        "runtime_version": identity.runtime_version,
+        "provider": identity.provider,
+        "threads": threads,
+    }
+    for column, value in current.items():
+        seen = set(existing.column(column).to_pylist())
+        if seen != {value}:
+            other = ", ".join(sorted(map(str, seen - {value}))) or "?"
+            raise LutFileError(
+                f"{out}: holds rows with {column} {other}, but this sweep measures {column} {value}; "
+                f"give another --out (bench lut merge can combine files of one device)"
+            )
+
+
+def _measure_group(runner: Runner, group: list[OpSignature], settings: MeasurementSettings) -> list[Measurement]:
+    ops = []
+    try:
+        for signature in group:
+            ops.append(runner.prepare(signature))
+        return measure_interleaved(ops, settings)
+    finally:
+        for op in ops:
+            op.close()
+
+
+def run_sweep(
+    profile: DeviceProfile,
+    plan: Plan,
+    out: str | Path,
+    *,
+    runner: Runner | None = None,
+    settings: MeasurementSettings | None = None,
+    on_progress: ProgressCallback | None = None,
+    limit: int | None = None,
+) -> SweepResult:
+    """Measure what ``out`` lacks of ``plan`` on ``profile``'s device; see the module docstring."""
+    out = lut_store.check_writable(out)
+    settings = settings or profile.measurement
+    signatures, skipped = signatures_for_device(plan, profile)
+    own_runner = runner is None
+    runner = runner or make_runner(profile)
+    started = time.monotonic()
+    timed_us = 0.0
+    measured = 0
+    interrupted = False
+    try:
+        identity = runner.identity
+        session_id = lut_store.new_session_id()
+        with lut_store.LutWriter(out) as writer:
+            existing = lut_store.read_with_parts(out)
+            check_provenance(existing, out, profile.name, identity, profile.runtime.threads)
+            done = set(lut_store.signatures_of(existing))
+            todo = [s for s in signatures if s.key not in done]
+            already = len(signatures) - len(todo)
+            if limit is not None:
+                todo = todo[:limit]
+            if on_progress:
+                on_progress(0, len(todo), None)
+            try:
+                for start in range(0, len(todo), settings.interleave_group):
+                    group = todo[start:start + settings.interleave_group]
+                    for signature, measurement in zip(group, _measure_group(runner, group, settings)):
+                        timed_us += measurement.timed_total_us
+                        writer.add(make_row(signature, measurement, identity, profile.name, profile.runtime.threads, session_id))
+                        measured += 1
+                    if on_progress:
+                        on_progress(measured, len(todo), group[-1])
+            except KeyboardInterrupt:
+                interrupted = True
+    finally:
+        if own_runner:
+            runner.close()
+    final = lut_store.read_lut(out)
+    overhead = lut_store.find_row(final, OVERHEAD_SIGNATURE)
+    return SweepResult(
+        out=out,
+        device_id=profile.name,
+        device_model=identity.model,
+        plan=plan.name,
+        planned=len(signatures),
+        skipped_dtype=skipped,
+        already_measured=already,
+        measured=measured,
+        interrupted=interrupted,
+        wall_s=time.monotonic() - started,
+        timed_s=timed_us / 1e6,
+        rows_in_lut=final.num_rows,
+        overhead_us=None if overhead is None else overhead["median_us"],
+    )

@@ -1,0 +1,1 @@
+"""Chameleon's deciding half: reads LUTs, predicts latency, searches architectures."""
