@@ -60,7 +60,7 @@ def sweep(
     sweep_plan = load_plan(plan)
     target = out_path or Path("luts") / f"{profile.name}.parquet"
 
-    with Progress(
+    progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -69,20 +69,23 @@ def sweep(
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=err,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(f"{profile.name} · {sweep_plan.name}", total=None, op="")
+    )
+    task = progress.add_task(f"{profile.name} · {sweep_plan.name}", total=None, op="")
 
-        def on_progress(done: int, total: int, signature: Any) -> None:
-            label = "" if signature is None else f"{signature.kind} {signature.c_in}x{signature.h}x{signature.w}→{signature.c_out} {signature.dtype}"
-            progress.update(task, completed=done, total=total, op=label)
+    def on_progress(done: int, total: int, signature: Any) -> None:
+        # The bar appears once the sweep has validated its inputs and found what is missing.
+        if not progress.live.is_started:
+            progress.start()
+        label = "" if signature is None else f"{signature.kind} {signature.c_in}x{signature.h}x{signature.w}→{signature.c_out} {signature.dtype}"
+        progress.update(task, completed=done, total=total, op=label)
 
-        # SIGTERM stops a sweep the way Ctrl-C does: everything measured is kept.
-        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-        try:
-            result = run_sweep(profile, sweep_plan, target, on_progress=on_progress, limit=limit)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    # SIGTERM stops a sweep the way Ctrl-C does: everything measured is kept.
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        result = run_sweep(profile, sweep_plan, target, on_progress=on_progress, limit=limit)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        progress.stop()
 
     table = lut_store.read_lut(result.out)
     summary = summarize_lut(table)
@@ -166,9 +169,9 @@ def lut_show(
     """Summarize a LUT: provenance, per-kind latencies, noisy rows, pending parts."""
     table = lut_store.read_lut(file)
     summary = summarize_lut(table)
-    pending, unreadable = lut_store.read_parts(file)
-    summary["pending_part_rows"] = sum(t.num_rows for t in pending)
-    summary["unreadable_parts"] = [str(p) for p in unreadable]
+    parts = lut_store.read_parts(file)
+    summary["pending_part_rows"] = parts.rows
+    summary["unreadable_parts"] = [str(p) for p in parts.unreadable]
     if plot is not None:
         from harness.plots import plot_latency_vs_macs
 
@@ -214,24 +217,20 @@ def lut_merge(
     as_json: bool = JsonOption,
 ) -> None:
     """Combine LUT files of one device (several sessions) into TARGET, one row per signature."""
-    tables = []
-    sources = [target] if target.exists() else []
-    sources += [p for p in inputs or [] if p.resolve() != target.resolve()]
-    if not sources:
+    others = [p for p in inputs or [] if p.resolve() != target.resolve()]
+    sources = ([target] if target.exists() else []) + others
+    target_parts = lut_store.read_parts(target)
+    if not sources and not target_parts.tables:
         raise ChameleonError(f"{target}: nothing to merge (no such file and no inputs given)")
-    for source in sources:
-        tables.append(lut_store.read_lut(source))
-        parts, _ = lut_store.read_parts(source)
-        tables.extend(parts)
+    tables = [lut_store.read_lut(source) for source in sources] + target_parts.tables
+    for source in others:
+        tables.extend(lut_store.read_parts(source).tables)  # what an input's interrupted sweep left
     rows_in = sum(t.num_rows for t in tables)
     merged = lut_store.merge_tables(tables, on_duplicate=on_duplicate)
     lut_store.check_writable(target)
     lut_store.write_lut_atomic(merged, target)
-    parts_folded = 0
-    if lut_store.parts_dir(target).is_dir():
-        for part in lut_store.parts_dir(target).glob("part-*.parquet"):
-            part.unlink()
-            parts_folded += 1
+    for part in target_parts.read:  # folded into the target now
+        part.unlink()
     result = {"out": str(target), "inputs": [str(s) for s in sources], "rows_in": rows_in, "rows_out": merged.num_rows,
               "duplicates_dropped": rows_in - merged.num_rows, "on_duplicate": on_duplicate}
     if as_json:

@@ -135,8 +135,8 @@ def validate_table(table: pa.Table, where: str) -> pa.Table:
         raise LutFileError(f"{where}: LUT lacks column(s) {', '.join(missing)}")
     try:
         return table.select(list(LUT_COLUMNS)).cast(LUT_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
-        raise LutFileError(f"{where}: LUT columns have unexpected types ({str(err).splitlines()[0]})") from None
+    except (ValueError, TypeError, pa.ArrowException) as err:  # ArrowInvalid is a ValueError; nulls in required columns too
+        raise LutFileError(f"{where}: LUT columns have unexpected types or nulls ({str(err).splitlines()[0]})") from None
 
 
 def signatures_of(table: pa.Table) -> list[str]:
@@ -196,6 +196,9 @@ def check_writable(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputNotWritable(f"{path}: is a folder; give a file name such as {path / 'lut.parquet'}")
+    blocking = next((p for p in path.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise OutputNotWritable(f"{path}: {blocking} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -251,38 +254,53 @@ def parts_dir(path: Path) -> Path:
     return path.with_name(path.name + ".parts")
 
 
-def read_parts(path: Path) -> tuple[list[pa.Table], list[Path]]:
-    """The finished part files of an interrupted sweep, and any that cannot be read."""
+@dataclass(frozen=True)
+class Parts:
+    """The part files an interrupted (or running) sweep left beside a LUT."""
+
+    tables: list[pa.Table]
+    read: list[Path]  # the files behind ``tables``: safe to delete once folded in
+    unreadable: list[Path]  # kept on disk, reported, never deleted
+
+    @property
+    def rows(self) -> int:
+        return sum(t.num_rows for t in self.tables)
+
+
+def read_parts(path: Path) -> Parts:
+    """The finished part files beside ``path``; the unreadable ones are listed, not fatal."""
     folder = parts_dir(path)
-    tables, unreadable = [], []
+    parts = Parts([], [], [])
     if folder.is_dir():
         for part in sorted(folder.glob("part-*.parquet")):
             try:
-                tables.append(validate_table(pq.read_table(part), str(part)))
-            except (pa.ArrowException, OSError, LutFileError):
-                unreadable.append(part)
-    return tables, unreadable
+                parts.tables.append(validate_table(pq.read_table(part), str(part)))
+                parts.read.append(part)
+            except (pa.ArrowException, OSError, ValueError, LutFileError):
+                parts.unreadable.append(part)
+    return parts
 
 
 def read_with_parts(path: Path) -> pa.Table:
     """The LUT as it would be after merging: the file plus any pending parts."""
     base = [read_lut(path)] if path.exists() else []
-    parts, _ = read_parts(path)
-    return merge_tables(base + parts)
+    return merge_tables(base + read_parts(path).tables)
 
 
 def fold_parts(path: Path) -> int:
-    """Merge pending part files into the LUT (atomically), then delete them; returns rows folded in."""
-    parts, _ = read_parts(path)
-    if not parts:
+    """Merge readable part files into the LUT (atomically), then delete them; returns rows folded in.
+
+    A crash between the write and the deletions leaves parts whose rows the LUT
+    already holds; the next fold merges them again without duplicates.
+    """
+    parts = read_parts(path)
+    if not parts.tables:
         return 0
     base = [read_lut(path)] if path.exists() else []
-    merged = merge_tables(base + parts)
-    write_lut_atomic(merged, path)
-    folded = sum(t.num_rows for t in parts)
-    for part in sorted(parts_dir(path).glob("part-*.parquet")):
+    write_lut_atomic(merge_tables(base + parts.tables), path)
+    for part in parts.read:
         part.unlink()
-    return folded
+    return parts.rows
 
 
 @dataclass

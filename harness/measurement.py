@@ -45,6 +45,11 @@ class MeasurementSettings:
     max_attempts: int = 3
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value, expected = getattr(self, f.name), f.type
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not numeric or (expected in (int, "int") and not isinstance(value, int)):
+                raise ValueError(f"{f.name} must be {'an integer' if expected in (int, 'int') else 'a number'}, got {value!r}")
         problems = []
         if self.warmup_runs < 0:
             problems.append(f"warmup_runs must be >= 0, got {self.warmup_runs}")

@@ -10,7 +10,7 @@ half-configured measurement.  Adding a phone is adding a file.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -115,9 +115,11 @@ def load_all_profiles(directory: Path | None = None) -> list[DeviceProfile]:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise InvalidProfile(f"profile {path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise InvalidProfile(f"profile {path}: not a UTF-8 text file") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -233,11 +235,13 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
         top.fail(f"dtypes must be a non-empty list of {', '.join(DTYPES)}, got {dtypes!r}")
 
     m = top.section("measurement")
+    defaults = MeasurementSettings()
+    values = {f.name: m.get(f.name, type(getattr(defaults, f.name)), getattr(defaults, f.name)) for f in fields(MeasurementSettings)}
+    m.done()
     try:
-        measurement = MeasurementSettings.from_mapping(m.data)
-    except (TypeError, ValueError) as err:
+        measurement = MeasurementSettings(**values)
+    except ValueError as err:
         m.fail(str(err))
-    m.used.update(m.data)
 
     th = top.section("thermal")
     thermal = ThermalSpec(

@@ -160,7 +160,7 @@ _FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(OpSignature))
 SIGNATURE_COLUMNS = _FIELD_NAMES
 
 
-def make_signature(kind: str, **values: Any) -> OpSignature:
+def make_signature(kind: str, /, **values: Any) -> OpSignature:
     """Build a signature from the fields that matter for ``kind``.
 
     Fields that do not apply get their canonical value; a convolution's padding
@@ -169,7 +169,7 @@ def make_signature(kind: str, **values: Any) -> OpSignature:
     """
     if kind not in KINDS:
         raise InvalidSignature(f"unknown op kind {kind!r} (known: {', '.join(KINDS)})")
-    unknown = set(values) - set(_FIELD_NAMES)
+    unknown = set(values) - set(_FIELD_NAMES[1:])
     if unknown:
         raise InvalidSignature(f"{kind}: unknown field(s) {', '.join(sorted(unknown))}")
     values = dict(values)
@@ -196,7 +196,7 @@ def make_signature(kind: str, **values: Any) -> OpSignature:
     missing = [name for name in ("c_in", "h", "w", "c_out") if name not in values]
     if missing:
         raise InvalidSignature(f"{kind}: missing field(s) {', '.join(missing)}")
-    return OpSignature(kind=kind, **_coerce(values))
+    return OpSignature(**_coerce({"kind": kind, **values}))
 
 
 _SIGNATURE_RE = re.compile(r"^\s*([a-z_0-9]+)\((.*)\)\s*$")
