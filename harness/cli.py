@@ -253,8 +253,10 @@ def _print_summary(file: Path, summary: dict[str, Any]) -> None:
     if summary["overhead_us"] is not None:
         out.print(f"per-invocation overhead (identity model): {summary['overhead_us']:.2f} µs")
     table = Table()
-    for column in ("kind", "dtype", "rows", "median µs (median)", "min µs", "max µs", "sum µs"):
-        table.add_column(column, justify="right" if column not in ("kind", "dtype") else "left")
+    table.add_column("kind", no_wrap=True, min_width=17)
+    table.add_column("dtype", no_wrap=True)
+    for column in ("rows", "median µs (median)", "min µs", "max µs", "sum µs"):
+        table.add_column(column, justify="right")
     for r in summary["by_kind"]:
         table.add_row(r["kind"], r["dtype"], str(r["rows"]), f"{r['median_of_median_us']:.1f}",
                       f"{r['min_median_us']:.1f}", f"{r['max_median_us']:.1f}", f"{r['sum_median_us']:.1f}")

@@ -307,9 +307,11 @@ def fold_parts(path: Path) -> int:
 class LutWriter:
     """Appends measured rows durably while a sweep runs; use as a context manager.
 
-    Rows are written as a part file at most ``flush_every_s`` after they were
-    measured (so a SIGKILL loses at most that much work), and the parts are
-    folded into the LUT every ``merge_every_s`` and on exit.  An exclusive lock
+    Rows are written as a part file when the caller flushes (the sweep does
+    after each group) or at the first ``add`` more than ``flush_every_s`` after
+    the last flush, and the parts are folded into the LUT every
+    ``merge_every_s`` and on exit.  The LUT file exists, valid, from the moment
+    the writer opens.  An exclusive lock
     on ``FILE.lock`` keeps two sweeps from writing the same LUT.
     """
 
@@ -335,14 +337,14 @@ class LutWriter:
             raise
         self._lock_fd = fd
         self._last_flush = self._last_merge = time.monotonic()
+        if not self.path.exists():  # readable from the first moment, even if the sweep is killed
+            write_lut_atomic(empty_table(), self.path)
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.flush()
             fold_parts(self.path)
-            if not self.path.exists():  # nothing measured yet: leave a valid, empty LUT
-                write_lut_atomic(empty_table(), self.path)
         finally:
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)

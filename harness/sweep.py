@@ -169,6 +169,7 @@ def run_sweep(
                         timed_us += measurement.timed_total_us
                         writer.add(make_row(signature, measurement, identity, profile.name, profile.runtime.threads, session_id))
                         measured += 1
+                    writer.flush()  # a finished group is on disk before the next one starts
                     if on_progress:
                         on_progress(measured, len(todo), group[-1])
             except KeyboardInterrupt:
