@@ -85,7 +85,8 @@ def sweep(
         result = run_sweep(profile, sweep_plan, target, on_progress=on_progress, limit=limit)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        progress.stop()
+        if progress.live.is_started:
+            progress.stop()
 
     table = lut_store.read_lut(result.out)
     summary = summarize_lut(table)

@@ -81,8 +81,8 @@ def run_bench(*args: str, env: dict[str, str] | None = None, timeout: float = 30
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     """Assert the run failed the way bad input must: exit 2, one line on stderr, no traceback."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = result.stderr.splitlines()
     assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
-    assert len(lines) == 1, result.stderr
+    assert len(lines) == 1 and lines[0].strip(), result.stderr
     return lines[0]
