@@ -7,18 +7,16 @@ user can fix is one line on stderr and exit code 2.
 
 from __future__ import annotations
 
-import json
 import signal
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from harness import __version__, lut_store
+from harness.cli_common import emit_json, run_app, stderr, stdout
 from harness.errors import ChameleonError
 from harness.lut_summary import summarize_lut
 from harness.plans import available_plans, count_by_kind, load_plan
@@ -34,14 +32,9 @@ app = typer.Typer(
 lut_app = typer.Typer(help="Inspect, query and merge LUT files.", no_args_is_help=True)
 app.add_typer(lut_app, name="lut")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out, err = stdout, stderr
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout instead of tables.")
-
-
-def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
 
 
 # ----------------------------------------------------------------- sweep
@@ -278,8 +271,4 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the harne
 
 
 def main() -> None:
-    try:
-        app()
-    except ChameleonError as problem:
-        err.print(f"error: {problem}", markup=False, soft_wrap=True)
-        sys.exit(problem.exit_code)
+    run_app(app)

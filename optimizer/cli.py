@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from harness.cli_common import emit_json, run_app, stdout
 from harness.errors import ChameleonError, InvalidSignature
 from harness.signature import parse_signature
 from optimizer.latency_lut import LutLatencyModel
@@ -19,8 +17,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = stdout
 
 
 @app.callback()
@@ -51,15 +48,11 @@ def estimate(
         raise ChameleonError(f"{signatures}: no signatures")
     result = LutLatencyModel.from_file(lut).estimate(ops)
     if as_json:
-        sys.stdout.write(json.dumps({"lut": str(lut), **result.__dict__}, indent=2) + "\n")
+        emit_json({"lut": str(lut), **result.__dict__})
     else:
         out.print(f"{result.operators} operators: {result.latency_us / 1000:.3f} ms "
                   f"(sum of entries {result.operator_sum_us / 1000:.3f} ms, overhead {result.overhead_us:.1f} µs counted once)")
 
 
 def main() -> None:
-    try:
-        app()
-    except ChameleonError as problem:
-        err.print(f"error: {problem}", markup=False, soft_wrap=True)
-        sys.exit(problem.exit_code)
+    run_app(app)

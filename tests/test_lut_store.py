@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness import __version__ as harness_version
-from harness import lut_store
 from harness.errors import ChameleonError, LutFileError, OutputNotWritable, SweepLocked
 from harness.lut_store import (
     LUT_COLUMNS,
