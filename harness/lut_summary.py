@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from harness.lut_store import LUT_SCHEMA_VERSION
-from harness.signature import IDENTITY, OpSignature
+from harness.signature import IDENTITY, SIGNATURE_COLUMNS, OpSignature
 
 
 def summarize_lut(table: pa.Table, noisy_cv: float = 0.10) -> dict[str, Any]:
@@ -63,5 +63,5 @@ def summarize_lut(table: pa.Table, noisy_cv: float = 0.10) -> dict[str, Any]:
 
 def macs_of(table: pa.Table) -> np.ndarray:
     """MACs of each row's signature (for plots: latency against work)."""
-    columns = {name: table.column(name).to_pylist() for name in OpSignature.__dataclass_fields__}
-    return np.array([OpSignature(**{k: columns[k][i] for k in columns}).macs for i in range(table.num_rows)], dtype=np.float64)
+    records = table.select(list(SIGNATURE_COLUMNS)).to_pylist()
+    return np.array([OpSignature.from_record(record).macs for record in records], dtype=np.float64)

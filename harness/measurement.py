@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -67,14 +67,6 @@ class MeasurementSettings:
             problems.append(f"rounds and interleave_group must be >= 1, got {self.rounds} and {self.interleave_group}")
         if problems:
             raise ValueError("; ".join(problems))
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "MeasurementSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown measurement setting(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
-        return cls(**values)
 
 
 @dataclass(frozen=True)

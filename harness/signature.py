@@ -21,6 +21,7 @@ text and through the LUT's Parquet columns (:meth:`OpSignature.to_record`).
 from __future__ import annotations
 
 import hashlib
+import numbers
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
@@ -230,19 +231,12 @@ def parse_signature(text: str) -> OpSignature:
 def _int(kind: str, name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise InvalidSignature(f"{kind}: {name} must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
+    if isinstance(value, numbers.Integral):  # int, numpy integers (Parquet columns)
+        return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
         return int(value)
-    try:  # numpy integers and the like
-        import numbers
-
-        if isinstance(value, numbers.Integral):
-            return int(value)
-    except Exception:  # pragma: no cover - defensive
-        pass
     raise InvalidSignature(f"{kind}: {name} must be an integer, got {value!r}")
 
 

@@ -442,22 +442,3 @@ def test_settings_are_frozen():
     assert replace(s, runs=3).runs == 3
 
 
-def test_from_mapping():
-    s = MeasurementSettings.from_mapping({"runs": 21, "cv_threshold": 0.05})
-    assert s.runs == 21 and s.cv_threshold == 0.05
-    assert s.rounds == MeasurementSettings().rounds
-    assert MeasurementSettings.from_mapping({}) == MeasurementSettings()
-
-
-def test_from_mapping_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="unknown measurement setting") as info:
-        MeasurementSettings.from_mapping({"runs": 5, "repeats": 3, "warmup": 1})
-    message = str(info.value)
-    assert "repeats" in message and "warmup" in message
-    assert "runs" in message  # the known keys are listed
-    assert "\n" not in message
-
-
-def test_from_mapping_still_validates_values():
-    with pytest.raises(ValueError, match="runs must be >= 1"):
-        MeasurementSettings.from_mapping({"runs": 0})
