@@ -42,10 +42,13 @@ def plot_latency_vs_macs(table: pa.Table, path: str | Path, title: str = "") -> 
     medians = table.column("median_us").to_numpy()
     labels = [f"{k} {d}" for k, d in zip(table.column("kind").to_pylist(), table.column("dtype").to_pylist())]
     fig, ax = plt.subplots(figsize=(8, 5.5))
+    kinds = sorted({label.split()[0] for label in labels})
+    palette = plt.get_cmap("tab20")
     for label in sorted(set(labels)):
         mask = np.array([lab == label for lab in labels])
-        marker = "x" if label.endswith("int8") else "o"
-        ax.scatter(macs[mask], medians[mask], s=18, marker=marker, label=label, alpha=0.8)
+        kind, dtype = label.split()
+        ax.scatter(macs[mask], medians[mask], s=18, marker="x" if dtype == "int8" else "o", label=label, alpha=0.85,
+                   color=palette(2 * kinds.index(kind) % 20 + (kinds.index(kind) >= 10)))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("MACs per forward pass")
