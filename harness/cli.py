@@ -203,6 +203,35 @@ def lut_query(
     out.print(table_view)
 
 
+@lut_app.command("import")
+def lut_import(
+    source: Path = typer.Argument(..., help="Caffe2 / FAI-PEP operator table: CSV or JSON (columns in harness/lut_import.py)."),
+    device: str = typer.Option(..., "--device", "-d", help="Device id the rows belong to (a profile name such as s835)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="LUT to write; existing rows of the same device are kept."),
+    on_duplicate: str = typer.Option("newest", "--on-duplicate", help="newest | lowest-cv | error"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Import per-operator timings measured with Caffe2 (discontinued) so they are not lost."""
+    from harness.lut_import import import_caffe2_lut
+
+    lut_store.check_writable(out_path)
+    result = import_caffe2_lut(source, device_id=device)
+    imported = lut_store.rows_to_table(result.rows)
+    existing = [lut_store.read_lut(out_path)] if out_path.exists() else []
+    merged = lut_store.merge_tables(existing + [imported], on_duplicate=on_duplicate)
+    lut_store.write_lut_atomic(merged, out_path)
+    report = {"source": str(source), "out": str(out_path), "records": result.records, "imported": len(result.rows),
+              "skipped": sum(result.skipped.values()), "skipped_by_reason": dict(result.skipped),
+              "rows_in_lut": merged.num_rows}
+    if as_json:
+        emit_json(report)
+        return
+    out.print(f"{out_path}: imported {len(result.rows)} of {result.records} records from {source} "
+              f"({merged.num_rows} rows in the LUT)")
+    for reason, count in sorted(result.skipped.items()):
+        out.print(f"  skipped {count}: {reason}")
+
+
 @lut_app.command("merge")
 def lut_merge(
     target: Path = typer.Argument(..., help="LUT to write (its existing rows and pending parts are included)."),

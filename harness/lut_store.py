@@ -53,10 +53,10 @@ _SIGNATURE_FIELDS = [
 ]
 _STAT_FIELDS = [
     pa.field("median_us", pa.float64(), nullable=False),
-    pa.field("p10_us", pa.float64(), nullable=False),
-    pa.field("p90_us", pa.float64(), nullable=False),
-    pa.field("mean_us", pa.float64(), nullable=False),
-    pa.field("std_us", pa.float64(), nullable=False),
+    pa.field("p10_us", pa.float64(), nullable=True),  # null: the tool reported no per-run times
+    pa.field("p90_us", pa.float64(), nullable=True),
+    pa.field("mean_us", pa.float64(), nullable=True),  # null: imported from a source with percentiles only
+    pa.field("std_us", pa.float64(), nullable=True),
     pa.field("min_us", pa.float64(), nullable=False),
     pa.field("runs", pa.int32(), nullable=False),
     pa.field("warmup_runs", pa.int32(), nullable=False),
@@ -64,6 +64,8 @@ _STAT_FIELDS = [
     pa.field("attempts", pa.int32(), nullable=False),
     pa.field("timed_total_us", pa.float64(), nullable=False),
     pa.field("throttled", pa.bool_(), nullable=True),
+    pa.field("temperature_c", pa.float64(), nullable=True),
+    pa.field("cpu_freq_khz", pa.int64(), nullable=True),
 ]
 _CONTEXT_FIELDS = [
     pa.field("device_id", pa.string(), nullable=False),

@@ -74,32 +74,78 @@ class TimingStats:
     """Summary of one batch of timed runs, in microseconds."""
 
     median_us: float
-    p10_us: float
-    p90_us: float
+    p10_us: float | None  # None when the runs are known only through a tool's summary
+    p90_us: float | None
     mean_us: float
     std_us: float
     min_us: float
     runs: int
-    mad_us: float  # median absolute deviation from the median
+    mad_us: float | None  # median absolute deviation from the median; None as for p10/p90
 
     @property
     def cv(self) -> float:
-        """Robust coefficient of variation: 1.4826 * MAD / median.
+        """Robust coefficient of variation: 1.4826 * MAD / median (std / mean without per-run times).
 
         With hundreds of runs per op, a handful of interrupted runs (other
         tenants, timer interrupts) inflate std / mean far more than they move
         the median; this estimate of the spread (equal to std / mean for normal
         noise) ignores them, so it flags batches whose *typical* runs disagree.
         """
+        if self.mad_us is None:
+            return self.std_us / self.mean_us if self.mean_us > 0 else math.inf
         return 1.4826 * self.mad_us / self.median_us if self.median_us > 0 else math.inf
 
 
 @dataclass(frozen=True)
+class ToolSummary:
+    """The statistics a benchmark tool printed for one invocation, when it prints no per-run times.
+
+    TFLite's ``benchmark_model`` prints ``count= min= max= avg= std=`` and, in
+    newer builds, ``median=``: enough for a median, mean, spread and minimum,
+    not for percentiles.
+    """
+
+    count: int
+    median_us: float
+    mean_us: float
+    std_us: float
+    min_us: float
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not all(math.isfinite(v) and v >= 0 for v in (self.median_us, self.mean_us, self.std_us, self.min_us)):
+            raise ValueError(f"invalid tool summary {self}")
+
+
+@dataclass(frozen=True)
 class Batch:
-    """The raw result of one attempt: timed samples and how it warmed up."""
+    """The raw result of one round: per-run times (or the tool's summary of them) and its warm-up."""
 
     samples_us: tuple[float, ...]
     warmup_runs: int
+    summary: ToolSummary | None = None
+    # The device's state around the round, where the runner can read it (phones): whether it throttled,
+    # the hottest thermal-zone reading and the lowest frequency of the pinned core seen before and after.
+    throttled: bool | None = None
+    temperature_c: float | None = None
+    cpu_freq_khz: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.samples_us and self.summary is None:
+            raise ValueError("a batch needs per-run samples or a tool summary")
+
+    @property
+    def runs(self) -> int:
+        return len(self.samples_us) if self.samples_us else self.summary.count  # type: ignore[union-attr]
+
+    @property
+    def median_us(self) -> float:
+        return float(np.median(self.samples_us)) if self.samples_us else self.summary.median_us  # type: ignore[union-attr]
+
+    @property
+    def total_us(self) -> float:
+        if self.samples_us:
+            return float(sum(self.samples_us))
+        return self.summary.mean_us * self.summary.count  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
@@ -110,6 +156,9 @@ class Measurement:
     warmup_runs: int  # over all rounds
     attempts: int  # 1 + extra rounds taken because the CV was over the threshold
     timed_total_us: float  # sum of every timed run of every round
+    throttled: bool | None = None  # any round throttled; None where the runner cannot tell
+    temperature_c: float | None = None  # hottest reading over the rounds
+    cpu_freq_khz: int | None = None  # lowest reading over the rounds
 
 
 def summarize(samples_us: Sequence[float]) -> TimingStats:
@@ -183,12 +232,32 @@ def combine_rounds(batches: Sequence[Batch]) -> TimingStats:
     the median of round medians ignores it as long as most rounds were clean.
     Spread statistics (percentiles, mean, std, MAD) describe all pooled runs.
     """
+    round_median = float(np.median([batch.median_us for batch in batches]))
+    if any(not batch.samples_us for batch in batches):
+        return _combine_summaries(batches, round_median)
     pooled = summarize([x for batch in batches for x in batch.samples_us])
     if len(batches) == 1:
         return pooled
-    round_median = float(np.median([np.median(batch.samples_us) for batch in batches]))
     mad = float(np.median(np.abs(np.concatenate([np.asarray(b.samples_us) for b in batches]) - round_median)))
     return replace(pooled, median_us=round_median, mad_us=mad)
+
+
+def _combine_summaries(batches: Sequence[Batch], round_median: float) -> TimingStats:
+    """Rounds known (at least partly) through tool summaries: exact pooled mean, std and min; no percentiles."""
+    counts, means, stds, mins = [], [], [], []
+    for batch in batches:
+        if batch.summary is not None:
+            s = batch.summary
+            counts.append(s.count), means.append(s.mean_us), stds.append(s.std_us), mins.append(s.min_us)
+        else:
+            values = np.asarray(batch.samples_us)
+            counts.append(values.size), means.append(values.mean()), stds.append(values.std()), mins.append(values.min())
+    n = np.asarray(counts, dtype=np.float64)
+    m = np.asarray(means)
+    mean = float((n * m).sum() / n.sum())
+    variance = float((n * (np.asarray(stds) ** 2 + (m - mean) ** 2)).sum() / n.sum())
+    return TimingStats(median_us=round_median, p10_us=None, p90_us=None, mean_us=mean, std_us=math.sqrt(variance),
+                       min_us=float(min(mins)), runs=int(n.sum()), mad_us=None)
 
 
 def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings) -> list[Measurement]:
@@ -206,12 +275,19 @@ def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings
             break
         for i in noisy:
             batches[i].append(ops[i].take_batch(per_round, min(1, settings.warmup_runs)))
-    return [
-        Measurement(
-            stats=combine_rounds(taken),
-            warmup_runs=sum(b.warmup_runs for b in taken),
-            attempts=len(taken) - settings.rounds + 1,
-            timed_total_us=float(sum(sum(b.samples_us) for b in taken)),
-        )
-        for taken in batches
-    ]
+    return [_measurement(taken, settings) for taken in batches]
+
+
+def _measurement(taken: Sequence[Batch], settings: MeasurementSettings) -> Measurement:
+    temperatures = [b.temperature_c for b in taken if b.temperature_c is not None]
+    frequencies = [b.cpu_freq_khz for b in taken if b.cpu_freq_khz is not None]
+    flags = [b.throttled for b in taken if b.throttled is not None]
+    return Measurement(
+        stats=combine_rounds(taken),
+        warmup_runs=sum(b.warmup_runs for b in taken),
+        attempts=len(taken) - settings.rounds + 1,
+        timed_total_us=float(sum(b.total_us for b in taken)),
+        throttled=any(flags) if flags else None,
+        temperature_c=max(temperatures) if temperatures else None,
+        cpu_freq_khz=min(frequencies) if frequencies else None,
+    )

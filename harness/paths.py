@@ -28,3 +28,9 @@ def cache_dir() -> Path:
     """Generated models and other re-creatable files: ``$CHAMELEON_CACHE`` or ``~/.cache/chameleon``."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chameleon"
     return Path(os.environ.get("CHAMELEON_CACHE", default))
+
+
+def config_dir() -> Path:
+    """User settings and keys (the ADB key pair): ``$CHAMELEON_CONFIG`` or ``~/.config/chameleon``."""
+    default = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "chameleon"
+    return Path(os.environ.get("CHAMELEON_CONFIG", default))

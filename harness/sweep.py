@@ -66,7 +66,7 @@ def signatures_for_device(plan: Plan, profile: DeviceProfile) -> tuple[list[OpSi
 
 
 def make_row(signature: OpSignature, measurement: Measurement, identity: DeviceIdentity, device_id: str,
-             threads: int, session_id: str, throttled: bool | None = None) -> dict[str, Any]:
+             threads: int, session_id: str) -> dict[str, Any]:
     stats = measurement.stats
     row = signature.to_record()
     row.update(
@@ -82,7 +82,9 @@ def make_row(signature: OpSignature, measurement: Measurement, identity: DeviceI
         cv=stats.cv,
         attempts=measurement.attempts,
         timed_total_us=measurement.timed_total_us,
-        throttled=throttled,
+        throttled=measurement.throttled,
+        temperature_c=measurement.temperature_c,
+        cpu_freq_khz=measurement.cpu_freq_khz,
         device_id=device_id,
         device_model=identity.model,
         runtime=identity.runtime,

@@ -50,15 +50,16 @@ SIGS = [
 ]
 
 
-def measurement(median: float = 100.0, mad: float = 1.0, runs: int = 33) -> Measurement:
+def measurement(median: float = 100.0, mad: float = 1.0, runs: int = 33, throttled: bool | None = None) -> Measurement:
     stats = TimingStats(median_us=median, p10_us=median * 0.95, p90_us=median * 1.2, mean_us=median * 1.03,
                         std_us=median * 0.07, min_us=median * 0.9, runs=runs, mad_us=mad)
-    return Measurement(stats=stats, warmup_runs=7, attempts=2, timed_total_us=median * runs)
+    return Measurement(stats=stats, warmup_runs=7, attempts=2, timed_total_us=median * runs, throttled=throttled,
+                       temperature_c=None if throttled is None else 41.5, cpu_freq_khz=None if throttled is None else 1900800)
 
 
 def row(sig: OpSignature = SIGS[1], median: float = 100.0, mad: float = 1.0, device: str = "xeon",
         at: datetime | None = T0, session: str = "sess-a", throttled: bool | None = None) -> dict:
-    r = make_row(sig, measurement(median, mad), IDENTITY, device, threads=1, session_id=session, throttled=throttled)
+    r = make_row(sig, measurement(median, mad, throttled=throttled), IDENTITY, device, threads=1, session_id=session)
     if at is not None:
         r["measured_at"] = at
     return r

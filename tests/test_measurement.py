@@ -442,3 +442,29 @@ def test_settings_are_frozen():
     assert replace(s, runs=3).runs == 3
 
 
+
+
+# ------------------------------------------------ rounds known through tool summaries
+def test_summary_rounds_pool_mean_and_std_exactly() -> None:
+    from harness.measurement import ToolSummary, combine_rounds
+
+    rng = np.random.default_rng(3)
+    rounds = [rng.normal(100 + 5 * i, 3 + i, size=20 + 7 * i) for i in range(3)]
+    batches = [Batch(samples_us=(), warmup_runs=1,
+                     summary=ToolSummary(count=len(r), median_us=float(np.median(r)), mean_us=float(r.mean()),
+                                         std_us=float(r.std()), min_us=float(r.min())))
+               for r in rounds]
+    stats = combine_rounds(batches)
+    everything = np.concatenate(rounds)
+    assert stats.runs == everything.size
+    assert stats.mean_us == pytest.approx(everything.mean())
+    assert stats.std_us == pytest.approx(everything.std())
+    assert stats.min_us == pytest.approx(everything.min())
+    assert stats.median_us == pytest.approx(np.median([np.median(r) for r in rounds]))
+    assert stats.p10_us is None and stats.p90_us is None and stats.mad_us is None
+    assert stats.cv == pytest.approx(stats.std_us / stats.mean_us)
+
+
+def test_a_batch_needs_samples_or_a_summary() -> None:
+    with pytest.raises(ValueError):
+        Batch(samples_us=(), warmup_runs=0)
