@@ -8,6 +8,7 @@ user can fix is one line on stderr and exit code 2.
 from __future__ import annotations
 
 import signal
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -99,6 +100,26 @@ def sweep(
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+# ----------------------------------------------------------------- parse
+@app.command()
+def parse(
+    file: Path = typer.Argument(..., help="A saved output of the tool ('-' for standard input)."),
+    fmt: str = typer.Option(..., "--format", "-f", help="tflite (benchmark_model), ort (onnxruntime_perf_test), ort-csv (its result file)"),
+) -> None:
+    """Parse a benchmark tool's output and print its figures as one JSON document (times in µs)."""
+    from harness.parsers import parse_ort_result_csv, parse_tool_output
+
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8", errors="replace")
+    except OSError as problem:
+        raise ChameleonError(f"{file}: cannot read ({problem.strerror})") from None
+    if fmt == "ort-csv":
+        per_run_us = [ms * 1000.0 for ms in parse_ort_result_csv(text)]
+        emit_json({"format": "ort-result-csv", "runs": len(per_run_us), "per_run_us": per_run_us})
+    else:
+        emit_json(parse_tool_output(fmt, text))
 
 
 # --------------------------------------------------------------- devices
