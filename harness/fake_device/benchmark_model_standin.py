@@ -1,0 +1,45 @@
+"""The stand-in ``benchmark_model`` binary for the loopback ADB device.
+
+:func:`standin_benchmark_model_path` writes an executable Python script (its
+``#!`` line names the current interpreter, ``sys.executable``, which must be
+able to import LiteRT) to ``<cache>/fake_device/benchmark_model`` once and
+returns that host path.  A test or demo pushes it to
+``/data/local/tmp/benchmark_model`` as a user pushes the real binary; the
+device does not install it by itself.
+
+What the script does, and how it differs from the real tool (no DSP/GPU/NPU:
+everything runs on the host's CPU; ``--use_hexagon=true`` fails without a
+``libhexagon_interface.so`` in ``--hexagon_lib_path``), is in the docstring of
+:mod:`harness.fake_device.benchmark_model_script`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from harness import paths
+from harness.fake_device import benchmark_model_script
+
+
+def standin_script_text() -> str:
+    return f"#!{sys.executable}\n" + Path(benchmark_model_script.__file__).read_text()
+
+
+def standin_benchmark_model_path(cache: Path | None = None) -> Path:
+    """Host path of the stand-in ``benchmark_model`` (written on first use, rewritten if stale)."""
+    folder = Path(cache if cache is not None else paths.cache_dir()) / "fake_device"
+    path = folder / "benchmark_model"
+    text = standin_script_text()
+    try:
+        if path.read_text() == text and os.access(path, os.X_OK):
+            return path
+    except OSError:
+        pass
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".benchmark_model.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+    return path
