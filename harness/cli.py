@@ -7,6 +7,7 @@ user can fix is one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 from pathlib import Path
@@ -45,12 +46,15 @@ def sweep(
     plan: str = typer.Option("smoke", "--plan", "-p", help="Built-in plan name (see `bench plans`) or a plan YAML file."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="LUT file to write (default: luts/DEVICE.parquet)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Measure at most this many missing signatures, then stop."),
+    adb: Optional[str] = typer.Option(None, "--adb", help="ADB device to use instead of the profile's: HOST:PORT or a USB serial."),
     as_json: bool = JsonOption,
 ) -> None:
     """Measure every signature of PLAN on DEVICE that the LUT does not hold yet (resumable)."""
     from harness.sweep import run_sweep
 
     profile = load_profile(device)
+    if adb:
+        profile = with_adb_device(profile, adb)
     sweep_plan = load_plan(plan)
     target = out_path or Path("luts") / f"{profile.name}.parquet"
 
@@ -98,6 +102,15 @@ def sweep(
         raise typer.Exit(130)
 
 
+def with_adb_device(profile: Any, adb: str) -> Any:
+    """The profile with its ADB device replaced: ``host:port`` is a TCP address, anything else a USB serial."""
+    if profile.transport.type != "adb":
+        raise ChameleonError(f"--adb applies to Android devices; {profile.name!r} uses the {profile.transport.type} transport")
+    is_address = ":" in adb
+    transport = dataclasses.replace(profile.transport, address=adb if is_address else None, serial=None if is_address else adb)
+    return dataclasses.replace(profile, transport=transport)
+
+
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -120,6 +133,51 @@ def parse(
         emit_json({"format": "ort-result-csv", "runs": len(per_run_us), "per_run_us": per_run_us})
     else:
         emit_json(parse_tool_output(fmt, text))
+
+
+# ----------------------------------------------------------- fake device
+@app.command("fake-device")
+def fake_device(
+    port: int = typer.Option(5555, "--port", help="TCP port on 127.0.0.1 (0: any free port)."),
+    sandbox: Optional[Path] = typer.Option(None, "--sandbox", help="Folder standing for the device's filesystem (default: a new temp folder)."),
+    install_benchmark_model: bool = typer.Option(
+        True, "--install-benchmark-model/--no-install-benchmark-model",
+        help="Put the stand-in benchmark_model where the profiles look for it (/data/local/tmp/chameleon/benchmark_model).",
+    ),
+) -> None:
+    """Run a loopback ADB device (the real ADB protocol on 127.0.0.1) for demos and tests, until Ctrl-C.
+
+    It runs commands on this machine in a sandbox, answers getprop with its own
+    identity (never a phone's), and its stand-in benchmark_model runs .tflite
+    models with LiteRT on this CPU: figures measured through it are this
+    machine's, and every LUT row says so.
+    """
+    import shutil
+    import time
+
+    from harness.fake_device import LoopbackAdbDevice, standin_benchmark_model_path
+
+    device = LoopbackAdbDevice(port=port, sandbox=sandbox)
+    try:
+        device.start()
+    except OSError as problem:
+        raise ChameleonError(f"cannot listen on 127.0.0.1:{port} ({problem.strerror or problem})") from None
+    if install_benchmark_model:
+        target = device.device_path("/data/local/tmp/chameleon/benchmark_model")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(standin_benchmark_model_path(), target)
+        target.chmod(0o755)
+    out.print(f"loopback ADB device on {device.address} (sandbox {device.sandbox}); "
+              f"try: bench sweep --device pixel --adb {device.address} --plan smoke; Ctrl-C stops it")
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        device.stop()
 
 
 # --------------------------------------------------------------- devices

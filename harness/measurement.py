@@ -81,10 +81,14 @@ class TimingStats:
     min_us: float
     runs: int
     mad_us: float | None  # median absolute deviation from the median; None as for p10/p90
+    percentile_cv: float | None = None  # spread from a tool's printed p5/p95, where it gives no per-run times
 
     @property
     def cv(self) -> float:
-        """Robust coefficient of variation: 1.4826 * MAD / median (std / mean without per-run times).
+        """Robust coefficient of variation: 1.4826 * MAD / median.
+
+        Without per-run times: (p95 - p5) / (3.29 * median) from the tool's
+        printed percentiles (the same quantity for normal noise), else std / mean.
 
         With hundreds of runs per op, a handful of interrupted runs (other
         tenants, timer interrupts) inflate std / mean far more than they move
@@ -92,6 +96,8 @@ class TimingStats:
         noise) ignores them, so it flags batches whose *typical* runs disagree.
         """
         if self.mad_us is None:
+            if self.percentile_cv is not None:
+                return self.percentile_cv
             return self.std_us / self.mean_us if self.mean_us > 0 else math.inf
         return 1.4826 * self.mad_us / self.median_us if self.median_us > 0 else math.inf
 
@@ -110,10 +116,20 @@ class ToolSummary:
     mean_us: float
     std_us: float
     min_us: float
+    p5_us: float | None = None
+    p95_us: float | None = None
 
     def __post_init__(self) -> None:
-        if self.count < 1 or not all(math.isfinite(v) and v >= 0 for v in (self.median_us, self.mean_us, self.std_us, self.min_us)):
+        values = [self.median_us, self.mean_us, self.std_us, self.min_us]
+        values += [v for v in (self.p5_us, self.p95_us) if v is not None]
+        if self.count < 1 or not all(math.isfinite(v) and v >= 0 for v in values):
             raise ValueError(f"invalid tool summary {self}")
+
+    @property
+    def percentile_cv(self) -> float | None:
+        if self.p5_us is None or self.p95_us is None or not self.median_us > 0:
+            return None
+        return (self.p95_us - self.p5_us) / (3.29 * self.median_us)
 
 
 @dataclass(frozen=True)
@@ -256,8 +272,10 @@ def _combine_summaries(batches: Sequence[Batch], round_median: float) -> TimingS
     m = np.asarray(means)
     mean = float((n * m).sum() / n.sum())
     variance = float((n * (np.asarray(stds) ** 2 + (m - mean) ** 2)).sum() / n.sum())
+    spreads = [b.summary.percentile_cv for b in batches if b.summary is not None]
+    percentile_cv = float(np.median(spreads)) if spreads and all(v is not None for v in spreads) else None
     return TimingStats(median_us=round_median, p10_us=None, p90_us=None, mean_us=mean, std_us=math.sqrt(variance),
-                       min_us=float(min(mins)), runs=int(n.sum()), mad_us=None)
+                       min_us=float(min(mins)), runs=int(n.sum()), mad_us=None, percentile_cv=percentile_cv)
 
 
 def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings) -> list[Measurement]:

@@ -55,11 +55,11 @@ def make_runner(profile: DeviceProfile) -> Runner:
     if factory is None:
         raise DeviceUnavailable(
             f"device {profile.name!r}: no runner for runtime {profile.runtime.name!r} over the "
-            f"{profile.transport.type} transport in this version (Android devices over ADB are not supported yet)"
+            f"{profile.transport.type} transport (known: {', '.join(f'{r} over {t}' for t, r in sorted(_REGISTRY))})"
         )
     return factory(profile)
 
 
 def _load_builtin_runners() -> None:
     # Imported lazily so that reading LUTs or profiles never loads a runtime.
-    from harness.runners import onnxruntime_local  # noqa: F401
+    from harness.runners import android_tflite, onnxruntime_local  # noqa: F401
