@@ -231,3 +231,13 @@ def test_bench_sweep_pixel_with_adb_override(profiles_dir: Path, device: Loopbac
 
 def test_quote_handles_empty_and_unicode() -> None:
     assert quote("") == "''" and quote("héllo wörld") == "'héllo wörld'"
+
+
+def test_fast_checksum_equals_the_byte_sum() -> None:
+    from harness.transports.adb import _fast_checksum
+
+    data = os.urandom(300_000)
+    assert _fast_checksum(data) == sum(data) & 0xFFFFFFFF
+    assert _fast_checksum(bytearray(data)) == sum(data) & 0xFFFFFFFF
+    assert _fast_checksum("sync:") == sum(b"sync:")
+    assert _fast_checksum(b"") == 0

@@ -95,6 +95,55 @@ def ensure_key_pair(path: Path) -> Path:
     return path
 
 
+def _fast_checksum(data: bytes | bytearray | str) -> int:
+    """ADB's payload checksum (the sum of the bytes, mod 2**32), computed by numpy."""
+    import numpy as np
+
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return int(np.frombuffer(data, dtype=np.uint8).sum(dtype=np.uint64)) & 0xFFFFFFFF
+
+
+_checksum_installed = False
+
+
+def _install_fast_checksum() -> None:
+    """Give adb-shell a faster, identical payload checksum.
+
+    adb-shell sums every payload byte by byte in Python, about 2 ms per 256 KB
+    message, which caps a push near 40 MB/s.  The same sum in numpy is about
+    50 times faster.  It replaces the library's function only after agreeing
+    with it on sample payloads of every type it is called with.
+    """
+    global _checksum_installed
+    if _checksum_installed:
+        return
+    from adb_shell import adb_message
+
+    original = adb_message.checksum
+    probes = [b"", b"OKAY", bytearray(b"\xff" * 300), "sync:", os.urandom(70_000), bytearray(os.urandom(4096))]
+    if all(_fast_checksum(p) == original(p) for p in probes):
+        adb_message.checksum = _fast_checksum
+    _checksum_installed = True
+
+
+def _nodelay_tcp_transport(host: str, port: int) -> Any:
+    """adb-shell's TCP transport with TCP_NODELAY, as Google's adb sets it.
+
+    Without it, Nagle's algorithm holds back the tail of every data message
+    until the previous segment is acknowledged: a stall per message that more
+    than halves push throughput.
+    """
+    from adb_shell.transport.tcp_transport import TcpTransport
+
+    class NoDelayTcpTransport(TcpTransport):
+        def connect(self, transport_timeout_s: float | None) -> None:
+            super().connect(transport_timeout_s)
+            self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    return NoDelayTcpTransport(host, port)
+
+
 def _connection_errors() -> tuple[type[BaseException], ...]:
     from adb_shell import exceptions as adb_errors
 
@@ -159,13 +208,14 @@ class AdbTransport:
         return self
 
     def _new_device(self) -> Any:
+        _install_fast_checksum()
         if self.address:
-            from adb_shell.adb_device import AdbDeviceTcp
+            from adb_shell.adb_device import AdbDevice
 
             host, _, port = self.address.rpartition(":")
             if not host or not port.isdigit():
                 raise DeviceUnavailable(f"ADB address {self.address!r} is not host:port")
-            return AdbDeviceTcp(host, int(port), default_transport_timeout_s=self.connect_timeout_s)
+            return AdbDevice(_nodelay_tcp_transport(host, int(port)), default_transport_timeout_s=self.connect_timeout_s)
         try:
             from adb_shell.adb_device import AdbDeviceUsb
         except ImportError:
@@ -228,16 +278,21 @@ class AdbTransport:
         return self.run(["getprop", name]).output.strip()
 
     def md5(self, remote: str) -> str | None:
+        """The md5 of a device file, or None when it does not exist."""
         result = self.shell(f"md5sum {quote(remote)} 2>/dev/null")
-        fields = result.output.split()
-        return fields[0] if result.ok and fields and re.fullmatch(r"[0-9a-f]{32}", fields[0]) else None
+        return _md5_of(result.output) if result.ok else None
 
     def push(self, local: Path, remote: str, executable: bool = False) -> bool:
         """Copy a file to the device unless it already holds the same bytes; returns whether it copied."""
         local = Path(local)
-        if self.md5(remote) == file_md5(local):
+        # One round trip both makes the folder and tells whether the device already has these bytes.
+        folder = os.path.dirname(remote) or "/"
+        check = self.shell(f"mkdir -p {quote(folder)} && {{ md5sum {quote(remote)} 2>/dev/null || true; }}")
+        if not check.ok:
+            raise AdbCommandError(f"{self.name}: cannot create {folder} on the device: {check.output.strip()[:200]}")
+        device_md5 = _md5_of(check.output)
+        if device_md5 is not None and device_md5 == file_md5(local):  # hash locally only when there is something to compare
             return False
-        self.run(["mkdir", "-p", os.path.dirname(remote) or "/"])
         size = local.stat().st_size
         # A generous per-read timeout that grows with the file, so large pushes never time out half-way.
         timeout = self.connect_timeout_s + size / 1e6
@@ -252,6 +307,11 @@ class AdbTransport:
         timeout = self.command_timeout_s
         self._call(lambda d: d.pull(remote, str(local), transport_timeout_s=timeout, read_timeout_s=timeout), f"pull {remote}")
         return local
+
+
+def _md5_of(md5sum_output: str) -> str | None:
+    fields = md5sum_output.split()
+    return fields[0] if fields and re.fullmatch(r"[0-9a-f]{32}", fields[0]) else None
 
 
 def file_md5(path: Path) -> str:
