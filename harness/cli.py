@@ -141,8 +141,8 @@ def fake_device(
     port: int = typer.Option(5555, "--port", help="TCP port on 127.0.0.1 (0: any free port)."),
     sandbox: Optional[Path] = typer.Option(None, "--sandbox", help="Folder standing for the device's filesystem (default: a new temp folder)."),
     install_benchmark_model: bool = typer.Option(
-        True, "--install-benchmark-model/--no-install-benchmark-model",
-        help="Put the stand-in benchmark_model where the profiles look for it (/data/local/tmp/chameleon/benchmark_model).",
+        True, "--install-tools/--no-install-tools",
+        help="Put the stand-in benchmark_model and onnxruntime_perf_test where the profiles look for them (/data/local/tmp/chameleon/).",
     ),
 ) -> None:
     """Run a loopback ADB device (the real ADB protocol on 127.0.0.1) for demos and tests, until Ctrl-C.
@@ -155,7 +155,7 @@ def fake_device(
     import shutil
     import time
 
-    from harness.fake_device import LoopbackAdbDevice, standin_benchmark_model_path
+    from harness.fake_device import LoopbackAdbDevice, standin_benchmark_model_path, standin_ort_perf_test_path
 
     device = LoopbackAdbDevice(port=port, sandbox=sandbox)
     try:
@@ -163,10 +163,11 @@ def fake_device(
     except OSError as problem:
         raise ChameleonError(f"cannot listen on 127.0.0.1:{port} ({problem.strerror or problem})") from None
     if install_benchmark_model:
-        target = device.device_path("/data/local/tmp/chameleon/benchmark_model")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(standin_benchmark_model_path(), target)
-        target.chmod(0o755)
+        for tool, standin in (("benchmark_model", standin_benchmark_model_path()), ("onnxruntime_perf_test", standin_ort_perf_test_path())):
+            target = device.device_path(f"/data/local/tmp/chameleon/{tool}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(standin, target)
+            target.chmod(0o755)
     out.print(f"loopback ADB device on {device.address} (sandbox {device.sandbox}); "
               f"try: bench sweep --device pixel --adb {device.address} --plan smoke; Ctrl-C stops it")
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

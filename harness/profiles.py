@@ -22,7 +22,7 @@ from harness.measurement import MeasurementSettings
 from harness.signature import DTYPES
 
 TRANSPORTS = ("local", "adb")
-RUNTIMES = ("onnxruntime", "tflite")
+RUNTIMES = ("onnxruntime", "tflite", "onnxruntime_perf_test")
 ORT_PROVIDERS = ("cpu", "cuda")
 DELEGATES = ("none", "hexagon", "nnapi", "gpu", "xnnpack")
 ENERGY_SOURCES = ("none", "monsoon", "rapl", "nvml")
@@ -226,6 +226,8 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
             r.fail(f"core_mask must be a non-zero hex mask such as '0x10', got {runtime.core_mask!r}")
     if transport.type == "local" and runtime.name != "onnxruntime":
         r.fail(f"runtime {runtime.name!r} runs on Android devices; a local profile uses onnxruntime")
+    if transport.type == "adb" and runtime.name == "onnxruntime":
+        r.fail("on an Android device ONNX Runtime runs as onnxruntime_perf_test: set runtime.name to onnxruntime_perf_test")
     if runtime.cores is not None and runtime.threads > len(runtime.cores):
         r.fail(f"threads ({runtime.threads}) exceed the pinned cores {list(runtime.cores)}")
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import run_bench
 from harness import lut_store
 from harness.errors import DeviceUnavailable
-from harness.fake_device import LoopbackAdbDevice, standin_benchmark_model_path
+from harness.fake_device import LoopbackAdbDevice, standin_benchmark_model_path, standin_ort_perf_test_path
 from harness.plans import load_plan
 from harness.profiles import load_profile
 from harness.runners import make_runner
@@ -55,8 +55,8 @@ def android_profile(profiles_dir: Path, name: str, base: str = "pixel", binary: 
     """A copy of a phone profile with a fast measurement method and the stand-in binary."""
     text = (profiles_dir / f"{base}.yaml").read_text().replace(f"name: {base}", f"name: {name}")
     text = text.split("measurement:")[0] + FAST_ANDROID + "thermal:" + text.split("thermal:")[1] if "thermal:" in text else text
-    binary = binary or standin_benchmark_model_path()
-    text = text.replace("~/android/arm64/benchmark_model", str(binary)) + extra
+    text = text.replace("~/android/arm64/benchmark_model", str(binary or standin_benchmark_model_path()))
+    text = text.replace("~/android/arm64/onnxruntime_perf_test", str(binary or standin_ort_perf_test_path())) + extra
     (profiles_dir / f"{name}.yaml").write_text(text)
     return name
 
@@ -153,7 +153,7 @@ def test_a_hot_device_cools_down_and_throttled_rounds_are_marked(profiles_dir: P
 
 
 def test_throttling_rule() -> None:
-    from harness.runners.android_tflite import DeviceState, _throttled
+    from harness.runners.android import DeviceState, _throttled
 
     cool, fast, slow = 35.0, 2_150_400, 1_000_000
     assert _throttled(DeviceState(cool, fast), DeviceState(cool, fast), 45.0) is False
@@ -180,6 +180,25 @@ def test_hexagon_profile_pushes_the_delegate_and_asks_for_it(profiles_dir: Path,
         result = runner.measure(make_signature("conv2d", c_in=8, h=8, w=8, c_out=8, kernel=3, dtype="int8"), profile.measurement)
         assert result.stats.median_us > 0
         assert runner.identity.provider == "hexagon"
+    finally:
+        runner.close()
+
+
+def test_onnxruntime_perf_test_runs_over_the_same_transport(profiles_dir: Path, device: LoopbackAdbDevice) -> None:
+    name = android_profile(profiles_dir, "phone-ort", base="s835-ort")
+    profile = load_profile(name)
+    profile = dataclasses.replace(profile, transport=dataclasses.replace(profile.transport, address=device.address))
+    runner = make_runner(profile)
+    try:
+        assert runner.identity.runtime == "onnxruntime_perf_test"
+        settings = dataclasses.replace(profile.measurement, rounds=2)
+        result = runner.measure(make_signature("conv2d", c_in=8, h=8, w=8, c_out=8, kernel=3, dtype="int8"), settings)
+        # Per-run samples from the tool's result file: percentiles exist, unlike benchmark_model's summaries.
+        per_round = -(-settings.runs // settings.rounds)  # each round runs ceil(runs / rounds)
+        assert result.stats.runs == settings.rounds * per_round >= settings.runs and result.stats.p10_us is not None
+        assert 0 < result.stats.min_us <= result.stats.median_us
+        command = runner.command("/m.onnx", "/r.csv", 5)
+        assert command.startswith("taskset 0x10 ") and "-m times -r 5 -x 1" in command and "-e cpu" in command
     finally:
         runner.close()
 

@@ -20,7 +20,7 @@ from harness.profiles import (
 )
 from harness.signature import DTYPES
 
-BUILTIN = ["cuda", "hexagon-v62", "pixel", "s835", "xeon"]
+BUILTIN = sorted(["cuda", "hexagon-v62", "pixel", "s835", "xeon", "s835-ort"])
 
 
 def one_line(err: BaseException) -> str:

@@ -6,8 +6,8 @@ folder standing for the phone's filesystem, with stand-ins for ``getprop``,
 ``taskset`` and (pushed by the user) ``benchmark_model``.
 """
 
-from harness.fake_device.benchmark_model_standin import standin_benchmark_model_path
+from harness.fake_device.benchmark_model_standin import standin_benchmark_model_path, standin_ort_perf_test_path
 from harness.fake_device.device import FEATURES, LoopbackAdbDevice, serve_forever
 from harness.fake_device.sandbox import FakeDeviceError, PathEscape
 
-__all__ = ["FEATURES", "FakeDeviceError", "LoopbackAdbDevice", "PathEscape", "serve_forever", "standin_benchmark_model_path"]
+__all__ = ["FEATURES", "FakeDeviceError", "LoopbackAdbDevice", "PathEscape", "serve_forever", "standin_benchmark_model_path", "standin_ort_perf_test_path"]
