@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from harness import paths
+from harness import block_graphs, paths
 from harness.signature import OpSignature
 
 OPSET = 17
@@ -183,6 +183,9 @@ class _Builder:
         y = self.op("Gemm", [x, *self.weights(w, b, x)], transB=1)
         return self.quant(self.activation(y, activation))
 
+    def add(self, a: str, b: str, activation: str = "none") -> str:
+        return self.quant(self.activation(self.op("Add", [a, b]), activation))
+
 
 class _QdqBuilder(_Builder):
     """Builds the QDQ twin: the same calls, with Q/DQ pairs at every quantization point."""
@@ -228,36 +231,6 @@ class _QdqBuilder(_Builder):
 # ------------------------------------------------------------ kind graphs
 # Each takes the builder, the signature and the graph inputs (already through
 # their quantization point) and returns the output tensor.
-def _conv_graph(b: _Builder, sig: OpSignature, x: str) -> str:
-    return b.conv(x, sig.c_in, sig.c_out, sig.kernel, sig.stride, sig.padding, sig.groups, sig.activation)
-
-
-def _inverted_residual_graph(b: _Builder, sig: OpSignature, x: str) -> str:
-    mid, act = sig.mid_channels, sig.activation
-    h = x
-    if mid != sig.c_in:  # expansion factor t = 1 has no expand conv
-        h = b.conv(h, sig.c_in, mid, activation=act)
-    h = b.conv(h, mid, mid, sig.kernel, sig.stride, sig.kernel // 2, groups=mid, activation=act)
-    # Linear bottleneck: the projection has no activation.
-    h = b.conv(h, mid, sig.c_out)
-    if sig.has_residual:
-        h = b.quant(b.op("Add", [x, h]))
-    return h
-
-
-def _bottleneck_graph(b: _Builder, sig: OpSignature, x: str) -> str:
-    mid, act = sig.mid_channels, sig.activation
-    h = b.conv(x, sig.c_in, mid, activation=act)
-    h = b.conv(h, mid, mid, sig.kernel, sig.stride, sig.padding, sig.groups, act)
-    h = b.conv(h, mid, sig.c_out)
-    shortcut = x if sig.has_residual else b.conv(x, sig.c_in, sig.c_out, stride=sig.stride)
-    return b.quant(b.activation(b.op("Add", [shortcut, h]), act))
-
-
-def _fc_graph(b: _Builder, sig: OpSignature, x: str) -> str:
-    return b.gemm(x, sig.c_in, sig.c_out, sig.activation)
-
-
 def _avgpool_graph(b: _Builder, sig: OpSignature, x: str) -> str:
     y = b.op("AveragePool", [x], kernel_shape=[sig.kernel, sig.kernel], strides=[sig.stride, sig.stride],
              pads=[sig.padding] * 4, count_include_pad=0)
@@ -266,10 +239,6 @@ def _avgpool_graph(b: _Builder, sig: OpSignature, x: str) -> str:
 
 def _global_avgpool_graph(b: _Builder, sig: OpSignature, x: str) -> str:
     return b.quant(b.op("GlobalAveragePool", [x]))
-
-
-def _add_graph(b: _Builder, sig: OpSignature, x1: str, x2: str) -> str:
-    return b.quant(b.activation(b.op("Add", [x1, x2]), sig.activation))
 
 
 def _activation_graph(b: _Builder, sig: OpSignature, x: str) -> str:
@@ -281,15 +250,15 @@ def _identity_graph(b: _Builder, sig: OpSignature, x: str) -> str:
 
 
 _GRAPHS: dict[str, Callable[..., str]] = {
-    "conv2d": _conv_graph,
-    "depthwise_conv": _conv_graph,
-    "pointwise_conv": _conv_graph,
-    "inverted_residual": _inverted_residual_graph,
-    "bottleneck": _bottleneck_graph,
-    "fc": _fc_graph,
+    "conv2d": block_graphs.conv_graph,
+    "depthwise_conv": block_graphs.conv_graph,
+    "pointwise_conv": block_graphs.conv_graph,
+    "inverted_residual": block_graphs.inverted_residual_graph,
+    "bottleneck": block_graphs.bottleneck_graph,
+    "fc": block_graphs.fc_graph,
     "avgpool": _avgpool_graph,
     "global_avgpool": _global_avgpool_graph,
-    "add": _add_graph,
+    "add": block_graphs.add_graph,
     "activation": _activation_graph,
     "identity": _identity_graph,
 }

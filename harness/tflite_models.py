@@ -72,7 +72,7 @@ import tflite
 from flatbuffers import number_types as N
 from onnx import numpy_helper
 
-from harness import onnx_models, paths
+from harness import block_graphs, onnx_models, paths
 from harness.signature import OpSignature
 
 # The TFLite schema version written in Model.version.
@@ -532,35 +532,6 @@ def _padding_mode(h: int, w: int, kernel: int, stride: int, padding: int) -> int
 
 # ------------------------------------------------------------ kind graphs
 # Each mirrors the function of the same name in onnx_models.
-def _conv_graph(g: _Graph, sig: OpSignature, x: int) -> int:
-    return g.conv(x, sig.c_in, sig.c_out, sig.kernel, sig.stride, sig.padding, sig.groups, sig.activation)
-
-
-def _inverted_residual_graph(g: _Graph, sig: OpSignature, x: int) -> int:
-    mid, act = sig.mid_channels, sig.activation
-    h = x
-    if mid != sig.c_in:
-        h = g.conv(h, sig.c_in, mid, activation=act)
-    h = g.conv(h, mid, mid, sig.kernel, sig.stride, sig.kernel // 2, groups=mid, activation=act)
-    h = g.conv(h, mid, sig.c_out)
-    if sig.has_residual:
-        h = g.add(x, h)
-    return h
-
-
-def _bottleneck_graph(g: _Graph, sig: OpSignature, x: int) -> int:
-    mid, act = sig.mid_channels, sig.activation
-    h = g.conv(x, sig.c_in, mid, activation=act)
-    h = g.conv(h, mid, mid, sig.kernel, sig.stride, sig.padding, sig.groups, act)
-    h = g.conv(h, mid, sig.c_out)
-    shortcut = x if sig.has_residual else g.conv(x, sig.c_in, sig.c_out, stride=sig.stride)
-    return g.add(shortcut, h, act)
-
-
-def _fc_graph(g: _Graph, sig: OpSignature, x: int) -> int:
-    return g.gemm(x, sig.c_in, sig.c_out, sig.activation)
-
-
 def _avgpool_graph(g: _Graph, sig: OpSignature, x: int) -> int:
     x_in, mode = g.spatial_input(x, sig.kernel, sig.stride, sig.padding)
     n, c = sig.n, sig.c_in
@@ -576,10 +547,6 @@ def _global_avgpool_graph(g: _Graph, sig: OpSignature, x: int) -> int:
     return g.quant(y)
 
 
-def _add_graph(g: _Graph, sig: OpSignature, x1: int, x2: int) -> int:
-    return g.add(x1, x2, sig.activation)
-
-
 def _activation_graph(g: _Graph, sig: OpSignature, x: int) -> int:
     return g.quant(g.activation(x, sig.activation))
 
@@ -591,15 +558,15 @@ def _identity_graph(g: _Graph, sig: OpSignature, x: int) -> int:
 
 
 _GRAPHS: dict[str, Callable[..., int]] = {
-    "conv2d": _conv_graph,
-    "depthwise_conv": _conv_graph,
-    "pointwise_conv": _conv_graph,
-    "inverted_residual": _inverted_residual_graph,
-    "bottleneck": _bottleneck_graph,
-    "fc": _fc_graph,
+    "conv2d": block_graphs.conv_graph,
+    "depthwise_conv": block_graphs.conv_graph,
+    "pointwise_conv": block_graphs.conv_graph,
+    "inverted_residual": block_graphs.inverted_residual_graph,
+    "bottleneck": block_graphs.bottleneck_graph,
+    "fc": block_graphs.fc_graph,
     "avgpool": _avgpool_graph,
     "global_avgpool": _global_avgpool_graph,
-    "add": _add_graph,
+    "add": block_graphs.add_graph,
     "activation": _activation_graph,
     "identity": _identity_graph,
 }

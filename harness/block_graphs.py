@@ -1,0 +1,64 @@
+"""What each weighted kind computes, once for every model format.
+
+These functions describe a kind's structure (which convolutions, in which
+order, with which activations and shortcut) against a small builder
+interface; ``onnx_models`` and ``tflite_models`` each provide a builder that
+writes it in their format.  So the MobileNetV2 inverted residual and the ResNet
+bottleneck are defined in one place, and the ONNX and TFLite models of a
+signature cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeVar
+
+from harness.signature import OpSignature
+
+T = TypeVar("T")  # a builder's handle for a tensor (a name in ONNX, an index in TFLite)
+
+
+class GraphBuilder(Protocol[T]):
+    def conv(self, x: T, c_in: int, c_out: int, kernel: int = 1, stride: int = 1,
+             padding: int = 0, groups: int = 1, activation: str = "none") -> T:
+        """Convolution with folded batch-norm (a bias), its activation and quantization point."""
+
+    def gemm(self, x: T, c_in: int, c_out: int, activation: str) -> T:
+        """Fully connected layer with bias, its activation and quantization point."""
+
+    def add(self, a: T, b: T, activation: str = "none") -> T:
+        """Element-wise sum, its activation and quantization point."""
+
+
+def conv_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
+    return b.conv(x, sig.c_in, sig.c_out, sig.kernel, sig.stride, sig.padding, sig.groups, sig.activation)
+
+
+def inverted_residual_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
+    """MobileNetV2: [1x1 expand + act] → kxk depthwise + act → linear 1x1 project → [+ input]."""
+    mid, act = sig.mid_channels, sig.activation
+    h = x
+    if mid != sig.c_in:  # expansion factor t = 1 has no expand conv
+        h = b.conv(h, sig.c_in, mid, activation=act)
+    h = b.conv(h, mid, mid, sig.kernel, sig.stride, sig.kernel // 2, groups=mid, activation=act)
+    h = b.conv(h, mid, sig.c_out)  # linear bottleneck: no activation
+    if sig.has_residual:
+        h = b.add(x, h)
+    return h
+
+
+def bottleneck_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
+    """ResNet: 1x1 reduce + act → kxk (stride, groups) + act → 1x1 expand; + shortcut; act."""
+    mid, act = sig.mid_channels, sig.activation
+    h = b.conv(x, sig.c_in, mid, activation=act)
+    h = b.conv(h, mid, mid, sig.kernel, sig.stride, sig.padding, sig.groups, act)
+    h = b.conv(h, mid, sig.c_out)
+    shortcut = x if sig.has_residual else b.conv(x, sig.c_in, sig.c_out, stride=sig.stride)
+    return b.add(shortcut, h, act)
+
+
+def fc_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
+    return b.gemm(x, sig.c_in, sig.c_out, sig.activation)
+
+
+def add_graph(b: GraphBuilder[T], sig: OpSignature, x1: T, x2: T) -> T:
+    return b.add(x1, x2, sig.activation)
