@@ -140,7 +140,7 @@ def parse(
 def fake_device(
     port: int = typer.Option(5555, "--port", help="TCP port on 127.0.0.1 (0: any free port)."),
     sandbox: Optional[Path] = typer.Option(None, "--sandbox", help="Folder standing for the device's filesystem (default: a new temp folder)."),
-    install_benchmark_model: bool = typer.Option(
+    install_tools: bool = typer.Option(
         True, "--install-tools/--no-install-tools",
         help="Put the stand-in benchmark_model and onnxruntime_perf_test where the profiles look for them (/data/local/tmp/chameleon/).",
     ),
@@ -152,33 +152,12 @@ def fake_device(
     models with LiteRT on this CPU: figures measured through it are this
     machine's, and every LUT row says so.
     """
-    import shutil
-    import time
+    from harness.fake_device import serve_forever
 
-    from harness.fake_device import LoopbackAdbDevice, standin_benchmark_model_path, standin_ort_perf_test_path
-
-    device = LoopbackAdbDevice(port=port, sandbox=sandbox)
     try:
-        device.start()
+        serve_forever(port=port, sandbox=sandbox, install_tools=install_tools)
     except OSError as problem:
         raise ChameleonError(f"cannot listen on 127.0.0.1:{port} ({problem.strerror or problem})") from None
-    if install_benchmark_model:
-        for tool, standin in (("benchmark_model", standin_benchmark_model_path()), ("onnxruntime_perf_test", standin_ort_perf_test_path())):
-            target = device.device_path(f"/data/local/tmp/chameleon/{tool}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(standin, target)
-            target.chmod(0o755)
-    out.print(f"loopback ADB device on {device.address} (sandbox {device.sandbox}); "
-              f"try: bench sweep --device pixel --adb {device.address} --plan smoke; Ctrl-C stops it")
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        device.stop()
 
 
 # --------------------------------------------------------------- devices

@@ -44,6 +44,7 @@ from harness import __version__ as harness_version
 from harness import lut_store
 from harness.errors import ChameleonError, InvalidSignature
 from harness.signature import OpSignature, make_signature
+from harness.textfiles import UnreadableText, read_utf8
 
 
 class LutImportError(ChameleonError):
@@ -149,11 +150,9 @@ def signature_of(op_type: str, args: dict[str, Any], shapes: list[list[int]]) ->
 
 def _records(path: Path) -> Iterator[dict[str, Any]]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise LutImportError(f"{path}: cannot read ({err.strerror})") from None
-    except UnicodeDecodeError:
-        raise LutImportError(f"{path}: not a UTF-8 text file (unzip the released database first)") from None
+        text = read_utf8(path)
+    except UnreadableText as err:
+        raise LutImportError(f"{path}: cannot read ({err.reason}; unzip the released database first)") from None
     stripped = text.lstrip()
     if stripped.startswith("[") or stripped.startswith("{"):
         try:

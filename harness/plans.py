@@ -39,6 +39,7 @@ import yaml
 
 from harness import paths
 from harness.errors import InvalidPlan, InvalidSignature
+from harness.textfiles import UnreadableText, read_utf8
 from harness.signature import (
     CONV2D,
     DTYPES,
@@ -143,18 +144,10 @@ def _resolve(name_or_path: str | Path, folder: Path) -> Path:
 
 
 def _read(path: Path) -> str:
-    if path.is_dir():
-        raise _Problem("cannot read", "it is a directory, not a plan file")
-    if not path.exists():
-        raise _Problem("cannot read", "no such file")
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise _Problem("cannot read", exc.strerror or str(exc)) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _Problem("cannot read", f"not UTF-8 text (byte {exc.start})") from None
+        return read_utf8(path)
+    except UnreadableText as err:
+        raise _Problem("cannot read", err.reason) from None
 
 
 # ----------------------------------------------------------------------- YAML

@@ -20,6 +20,7 @@ from harness import paths
 from harness.errors import InvalidProfile, UnknownDevice
 from harness.measurement import MeasurementSettings
 from harness.signature import DTYPES
+from harness.textfiles import UnreadableText, read_utf8
 
 TRANSPORTS = ("local", "adb")
 RUNTIMES = ("onnxruntime", "tflite", "onnxruntime_perf_test")
@@ -115,11 +116,9 @@ def load_all_profiles(directory: Path | None = None) -> list[DeviceProfile]:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise InvalidProfile(f"profile {path}: cannot read ({err.strerror})") from None
-    except UnicodeDecodeError:
-        raise InvalidProfile(f"profile {path}: not a UTF-8 text file") from None
+        text = read_utf8(path)
+    except UnreadableText as err:
+        raise InvalidProfile(f"profile {path}: cannot read ({err.reason})") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:

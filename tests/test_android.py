@@ -260,3 +260,28 @@ def test_fast_checksum_equals_the_byte_sum() -> None:
     assert _fast_checksum(bytearray(data)) == sum(data) & 0xFFFFFFFF
     assert _fast_checksum("sync:") == sum(b"sync:")
     assert _fast_checksum(b"") == 0
+
+
+def test_a_device_that_closes_the_connection_is_reported_not_polled(tmp_path: Path) -> None:
+    """A clean close (FIN) must surface as a dropped connection, not as endless empty reads."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def accept_then_close() -> None:
+        connection, _ = server.accept()
+        connection.recv(24)  # the client's CNXN header
+        connection.shutdown(socket.SHUT_RDWR)
+        connection.close()
+
+    thread = threading.Thread(target=accept_then_close, daemon=True)
+    thread.start()
+    adb = AdbTransport(address=f"127.0.0.1:{server.getsockname()[1]}", key_path=tmp_path / "adbkey",
+                       connect_timeout_s=600, retries=0)
+    with pytest.raises(DeviceUnavailable, match="closed the connection"):
+        adb.connect()
+    thread.join(timeout=10)
+    server.close()

@@ -933,15 +933,35 @@ def _kill(proc: subprocess.Popen) -> None:
             pass
 
 
-def serve_forever(port: int = 5555, sandbox: Path | None = None) -> int:
-    """Run a loopback device on ``127.0.0.1:port`` until Ctrl-C (the ``bench fake-device`` command)."""
+def install_standin_tools(device: LoopbackAdbDevice, folder: str = "/data/local/tmp/chameleon") -> None:
+    """Put the stand-in ``benchmark_model`` and ``onnxruntime_perf_test`` where the device profiles look for them."""
+    from harness.fake_device.benchmark_model_standin import standin_benchmark_model_path, standin_ort_perf_test_path
+
+    for tool, standin in (("benchmark_model", standin_benchmark_model_path()), ("onnxruntime_perf_test", standin_ort_perf_test_path())):
+        target = device.device_path(f"{folder}/{tool}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(standin, target)
+        target.chmod(0o755)
+
+
+def serve_forever(port: int = 5555, sandbox: Path | None = None, install_tools: bool = False) -> int:
+    """Run a loopback device on ``127.0.0.1:port`` until Ctrl-C or SIGTERM (the ``bench fake-device`` command)."""
     device = LoopbackAdbDevice(port=port, sandbox=sandbox).start()
-    print(f"Loopback ADB device on {device.address} (sandbox {device.sandbox}): adb connect {device.address}; Ctrl-C stops it", flush=True)
+    if install_tools:
+        install_standin_tools(device)
+    print(f"Loopback ADB device on {device.address} (sandbox {device.sandbox}): adb connect {device.address}; "
+          f"bench sweep --device pixel --adb {device.address} --plan smoke; Ctrl-C stops it", flush=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         device.stop()
     return 0
