@@ -33,6 +33,8 @@ app = typer.Typer(
 )
 lut_app = typer.Typer(help="Inspect, query and merge LUT files.", no_args_is_help=True)
 app.add_typer(lut_app, name="lut")
+energy_app = typer.Typer(help="Energy: counters (RAPL, NVML), power-monitor traces, lab sessions.", no_args_is_help=True)
+app.add_typer(energy_app, name="energy")
 
 out, err = stdout, stderr
 
@@ -320,6 +322,42 @@ def lut_merge(
     else:
         out.print(f"{target}: {merged.num_rows} rows from {rows_in} in {len(sources)} file(s); "
                   f"{rows_in - merged.num_rows} duplicate(s) dropped ({on_duplicate})")
+
+
+# ---------------------------------------------------------------- energy
+DEFAULT_ENERGY_SIGNATURE = "conv2d(n=1,c_in=32,h=56,w=56,c_out=32,kernel=3,stride=1,padding=1,groups=1,mid_channels=0,activation=relu,dtype=fp32)"
+
+
+@energy_app.command("measure")
+def energy_measure(
+    device: str = typer.Option(..., "--device", "-d", help="A local device whose profile names a counter (xeon: rapl, cuda: nvml)."),
+    signature: str = typer.Option(DEFAULT_ENERGY_SIGNATURE, "--signature", help="The op to run."),
+    seconds: float = typer.Option(2.0, "--seconds", min=0.01, help="Run the op at least this long between counter readings."),
+    idle_seconds: float = typer.Option(1.0, "--idle-seconds", min=0.0, help="Measure idle power first over this time and subtract it."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Energy per run of one op from the device's energy counter (RAPL on the Xeon, NVML on a GPU)."""
+    from harness.energy.counters import counter_for, measure_with_counter
+    from harness.runners import make_runner
+
+    profile = load_profile(device)
+    if profile.transport.type != "local":
+        raise ChameleonError(f"device {profile.name!r} is measured with a power monitor: use bench energy session")
+    sig = parse_signature(signature)
+    counter = counter_for(profile.energy.source)  # fails here, before any work, when the counter is unreadable
+    runner = make_runner(profile)
+    try:
+        op = runner.prepare(sig)
+        result = measure_with_counter(counter, op.run_once, min_seconds=seconds, idle_seconds=idle_seconds)
+    finally:
+        runner.close()
+    report = {"device": profile.name, "device_model": runner.identity.model, "signature": sig.key, **result.to_json()}
+    if as_json:
+        emit_json(report)
+    else:
+        idle = "" if result.idle_power_mw is None else f", idle {result.idle_power_mw:.0f} mW subtracted"
+        out.print(f"{sig.key}: {result.energy_per_run_mj:.4f} mJ per run ({result.counter}, {result.runs} runs in "
+                  f"{result.seconds:.2f} s, {result.energy_mj:.1f} mJ in all{idle})")
 
 
 def _print_summary(file: Path, summary: dict[str, Any]) -> None:

@@ -1,0 +1,1 @@
+"""Energy: traces from power monitors and counters, the ChamNet protocol, energy per inference."""
