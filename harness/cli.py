@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -358,6 +359,117 @@ def energy_measure(
         idle = "" if result.idle_power_mw is None else f", idle {result.idle_power_mw:.0f} mW subtracted"
         out.print(f"{sig.key}: {result.energy_per_run_mj:.4f} mJ per run ({result.counter}, {result.runs} runs in "
                   f"{result.seconds:.2f} s, {result.energy_mj:.1f} mJ in all{idle})")
+
+
+@energy_app.command("import")
+def energy_import(
+    trace_file: Path = typer.Argument(..., help="A trace: Monsoon PowerTool CSV, the Monsoon package's CSV, or time_s,current_mA,voltage_V."),
+    runs: int = typer.Option(..., "--runs", min=1, help="Inferences the workload ran back to back."),
+    idle_s: Optional[float] = typer.Option(None, "--idle-s", help="Idle time before the workload (ChamNet: 18 s)."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Sample rate in Hz when the file's time column is not reliable (default 5000)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Energy per inference from a trace captured elsewhere (baseline subtracted, window found in the trace)."""
+    from harness.energy.analysis import analyze
+    from harness.energy.trace_import import read_trace
+
+    result = analyze(read_trace(trace_file, sample_rate_hz=rate), runs, idle_s=idle_s)
+    if as_json:
+        emit_json({"trace": str(trace_file), **result.to_json()})
+        return
+    out.print(f"{trace_file}: {result.energy_per_run_mj:.4f} ± {result.uncertainty_mj:.4f} mJ per run over a "
+              f"{result.window_s:.3f} s window ({result.latency_per_run_ms:.3f} ms per run), baseline {result.baseline_ma:.1f} mA, "
+              f"mean power {result.mean_power_mw:.0f} mW")
+    for warning in result.warnings:
+        err.print(f"warning: {warning}")
+
+
+@energy_app.command("recompute")
+def energy_recompute(
+    results: Path = typer.Argument(..., help="An energy results Parquet file (its traces/ beside it)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Recompute every figure of an energy results file from its stored raw traces."""
+    from harness.energy.store import recompute
+
+    rows = recompute(results)
+    if as_json:
+        emit_json({"results": str(results), "rows": rows})
+        return
+    out.print(f"{results}: recomputed {len(rows)} row(s) from their traces")
+
+
+@energy_app.command("session")
+def energy_session(
+    device: str = typer.Option(..., "--device", "-d", help="An Android profile (s835, pixel, hexagon-v62)."),
+    monsoon: Optional[str] = typer.Option(None, "--monsoon", help="The monitor's serial number (default: the profile's)."),
+    demo: bool = typer.Option(False, "--demo", help="A simulated Monsoon (and a loopback phone unless --adb is given)."),
+    adb: Optional[str] = typer.Option(None, "--adb", help="The phone over Wi-Fi ADB, HOST:PORT (USB would charge it)."),
+    plan: Optional[str] = typer.Option(None, "--plan", "-p", help="Measure every signature of a plan..."),
+    models: Optional[Path] = typer.Option(None, "--models", help="...or every .tflite file of a folder."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Session folder (resumed when it exists)."),
+    operator: Optional[str] = typer.Option(None, "--operator", help="Who runs the session (recorded in the manifest)."),
+    idle_s: Optional[float] = typer.Option(None, "--idle-s", help="Idle seconds before each workload (default: the profile's, 18)."),
+    runs: Optional[int] = typer.Option(None, "--runs", min=1, help="Runs per item (default: the profile's, 1000)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N items."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for the manual set-up steps (already done)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Guide an energy measurement session: monitor + phone checks, then the ChamNet protocol item by item."""
+    from harness.energy import session as lab
+
+    profile = load_profile(device)
+    if profile.transport.type != "adb" or profile.runtime.name != "tflite":
+        raise ChameleonError(f"an energy session measures a phone through benchmark_model; {profile.name!r} is not one")
+    if (plan is None) == (models is None):
+        raise ChameleonError("give either --plan or --models")
+    settings = lab.SessionSettings(voltage_v=profile.energy.voltage_v, idle_s=idle_s if idle_s is not None else profile.energy.idle_s,
+                                   runs=runs or profile.energy.runs)
+    items = lab.plan_items(load_plan(plan), profile) if plan else lab.model_items(models)
+    items = items[:limit] if limit else items
+    folder = out_dir or Path("energy_sessions") / f"{profile.name}-{(plan or models.name).replace('/', '_')}"
+    ui = _RichSessionUI(ask=not yes and sys.stdin.isatty())
+    with lab.lab_setup(profile, adb=adb, monsoon_serial=monsoon or profile.energy.monsoon_serial, demo=demo,
+                       voltage_v=settings.voltage_v, ui=ui) as (runner, monitor, monitor_label):
+        manifest = lab.EnergySession(folder, runner, monitor, monitor_label, items, settings, ui=ui,
+                                     operator=operator, demo=demo).run()
+    done = sum(item.status == "done" for item in manifest.items)
+    failed = [item for item in manifest.items if item.status == "failed"]
+    if as_json:
+        emit_json({"folder": str(folder), "manifest": manifest.to_json()})
+    else:
+        out.print(f"{folder}: {done} of {len(manifest.items)} items measured ({len(failed)} failed); manifest.json, results.parquet, traces/")
+        for item in failed:
+            err.print(f"failed: {item.key}: {item.error}")
+
+
+class _RichSessionUI:
+    """Prompts and a live current readout on the terminal (stderr)."""
+
+    def __init__(self, ask: bool) -> None:
+        self.ask = ask
+        self._last = 0.0
+
+    def confirm(self, question: str) -> bool:
+        if not self.ask:
+            err.print(f"[dim]{question} (assumed yes: --yes or no terminal)[/]")
+            return True
+        from rich.prompt import Confirm
+
+        return Confirm.ask(question, console=err, default=True)
+
+    def status(self, message: str) -> None:
+        err.print(message)
+
+    def current(self, item: str, latest_ma: float) -> None:
+        now = time.monotonic()
+        if now - self._last >= 0.5:  # a readable live view, not a flood
+            self._last = now
+            err.print(f"  {latest_ma:8.1f} mA", end="\r")
+
+    def item_done(self, item: Any, done: int, total: int) -> None:
+        figure = f"{item.result['energy_per_run_mj']:.4f} mJ/run" if item.result else item.error
+        err.print(f"[{done}/{total}] {item.status}: {item.key[:80]} {figure}")
 
 
 def _print_summary(file: Path, summary: dict[str, Any]) -> None:
