@@ -369,3 +369,65 @@ def _write_atomically(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# ------------------------------------------------------------ whole networks
+import hashlib  # the whole-network section's imports, kept with it
+from collections.abc import Sequence
+
+from harness.errors import InvalidSignature
+
+
+def build_network(units: Sequence[OpSignature], seed: int = 0) -> onnx.ModelProto:
+    """Chain fp32 units into one model: input "x" (the first unit's input), output "y".
+
+    Each unit is the very graph its single-operator model holds (the same kind
+    functions, one fp32 builder), fed by the previous unit's output; a
+    global_avgpool's (n, c, 1, 1) output reaches an fc through a Flatten.
+    Weights are drawn in graph order from one generator seeded by ``seed`` and
+    the units' keys, so the same units and seed give the same bytes.  Raises
+    :class:`InvalidSignature` (one line) for an empty list, an int8 unit or a
+    unit whose input shape is not the previous unit's output shape.
+    """
+    units = list(units)
+    if not units:
+        raise InvalidSignature("build_network: no units")
+    for index, sig in enumerate(units):
+        if sig.dtype != "fp32":
+            raise InvalidSignature(f"build_network: unit {index} ({sig.key}) is {sig.dtype}; networks are fp32 only")
+        if len(model_input_names(sig)) != 1:
+            raise InvalidSignature(f"build_network: unit {index} ({sig.kind}) takes two inputs and cannot be chained")
+    digest = hashlib.sha256("\n".join(sig.key for sig in units).encode()).hexdigest()
+    b = _Builder(np.random.default_rng([seed, int(digest[:8], 16)]))
+    in_shape = model_input_shape(units[0])
+    x = b.quant("x")
+    shape: tuple[int, ...] = in_shape
+    for index, sig in enumerate(units):
+        wanted = model_input_shape(sig)
+        if sig.kind == "fc" and len(shape) == 4 and shape[2:] == (1, 1) and shape[:2] == wanted:
+            x, shape = b.op("Flatten", [x], axis=1), wanted
+        if shape != wanted:
+            raise InvalidSignature(f"build_network: unit {index} ({sig.key}) takes shape {wanted} "
+                                   f"but the previous unit outputs {shape}")
+        x = _GRAPHS[sig.kind](b, sig, x)
+        shape = model_output_shape(sig)
+    b.rename(x, "y")
+    graph = helper.make_graph(
+        b.nodes,
+        "network_fp32",
+        [helper.make_tensor_value_info("x", _FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", _FLOAT, shape)],
+        initializer=b.initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="chameleon",
+        producer_version=BUILDER_VERSION,
+        doc_string=f"network of {len(units)} units",
+    )
+    model.ir_version = IR_VERSION
+    helper.set_model_props(model, {"units": str(len(units)), "units_sha256": digest, "seed": str(seed),
+                                   "builder_version": BUILDER_VERSION})
+    onnx.checker.check_model(model, full_check=True)
+    return model
