@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -20,9 +21,110 @@ app = typer.Typer(
 out = stdout
 
 
-@app.callback()
-def _root() -> None:
-    """Predict and optimise networks from device LUTs."""
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    lut: Optional[Path] = typer.Option(None, "--lut", help="The target device's LUT (Parquet)."),
+    space_name: str = typer.Option("chamnet-mobile", "--space", help="Search space: chamnet-mobile or chamnet-res."),
+    latency: Optional[str] = typer.Option(None, "--latency", help="Latency budget(s): 20ms, or 4,6,10,15,20,30ms for a frontier."),
+    energy: Optional[str] = typer.Option(None, "--energy", help="Energy budget, e.g. 30mJ (needs --energy-model)."),
+    accuracy_file: Optional[Path] = typer.Option(None, "--accuracy", help="Accuracy observations (Parquet/CSV: genes + accuracy) or a saved predictor (.json)."),
+    energy_file: Optional[Path] = typer.Option(None, "--energy-model", help="Energy observations (genes + energy_mj) or a saved predictor."),
+    interpolate: bool = typer.Option(False, "--interpolate", help="Estimate units missing from the LUT (flagged) instead of failing."),
+    out_dir: Path = typer.Option(Path("optimize_out"), "--out", "-o", help="Folder for result.json, the ONNX export(s) and frontier.png."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the search (same seed, same result)."),
+    generations: int = typer.Option(100, "--generations", min=1, help="EES generations (ChamNet: 100)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Search the best architecture of a space under a latency (and energy) budget on one device."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if lut is None or latency is None or accuracy_file is None:
+        stdout.print(ctx.get_help())
+        if lut is None and latency is None and accuracy_file is None:
+            raise typer.Exit(0)
+        raise ChameleonError("a search needs --lut, --latency and --accuracy")
+    from optimizer.models import load_predictor
+    from optimizer.search import baseline_points, load_latency, parse_budgets, plot_frontier, search_budgets, write_result
+    from optimizer.spaces import get_space
+
+    space = get_space(space_name)
+    budgets = parse_budgets(latency, "ms")
+    energy_budget = None
+    if energy is not None:
+        if energy_file is None:
+            raise ChameleonError("--energy needs --energy-model (energy observations or a saved energy predictor)")
+        energy_budget = parse_budgets(energy, "mj")[0]
+    latency_model = load_latency(lut, space, interpolate)
+    accuracy_model = load_predictor(accuracy_file, space, target="accuracy", seed=seed)
+    energy_model = load_predictor(energy_file, space, target="energy_mj", seed=seed) if energy_file else None
+    choices = search_budgets(space, latency_model, accuracy_model, budgets, energy=energy_model,
+                             energy_budget_mj=energy_budget, seed=seed, generations=generations)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for choice in choices:
+        record = choice.to_json(space)
+        record["onnx"] = str(space.export_onnx(choice.genes, out_dir / f"{space.name}-{choice.budget_ms:g}ms.onnx"))
+        results.append(record)
+    document = {"space": space.name, "lut": str(lut), "device": latency_model.lut.device, "seed": seed, "choices": results,
+                "interpolated_signatures": list(latency_model.interpolated_keys)}
+    points = baseline_points(space, latency_model, accuracy_model)
+    document["baselines"] = points
+    document["frontier_png"] = str(plot_frontier(choices, points, out_dir / "frontier.png",
+                                                 f"{space.name} on {latency_model.lut.device}"))
+    document["result_json"] = str(write_result(out_dir / "result.json", document))
+    if as_json:
+        emit_json(document)
+        return
+    _print_choices(space, choices, document)
+
+
+def _print_choices(space, choices, document) -> None:
+    """One column per budget, one row per gene and figure (a network has more genes than a terminal has columns)."""
+    from rich.table import Table
+
+    table = Table(title=f"{space.name} on {document['device']} (predicted)")
+    table.add_column("", style="bold")
+    for c in choices:
+        table.add_column(f"≤ {c.budget_ms:g} ms", justify="right")
+    for i, name in enumerate(space.gene_names):
+        table.add_row(name, *[str(int(c.genes[i])) for c in choices])
+    table.add_row("accuracy", *[f"{c.accuracy:.4f}" for c in choices])
+    table.add_row("latency ms", *[f"{c.latency_ms:.2f}{'*' if c.interpolated else ''}" for c in choices])
+    if any(c.energy_mj is not None for c in choices):
+        table.add_row("energy mJ", *["-" if c.energy_mj is None else f"{c.energy_mj:.2f}" for c in choices])
+    table.add_row("MMACs", *[f"{c.macs / 1e6:.0f}" for c in choices])
+    table.add_row("best baseline", *[(c.best_baseline or "-").replace("mobilenetv2-", "mbv2-") for c in choices])
+    table.add_row("its accuracy", *["-" if c.best_baseline_accuracy is None else f"{c.best_baseline_accuracy:.4f}" for c in choices])
+    stdout.print(table)
+    if document["interpolated_signatures"]:
+        stdout.print(f"* latency includes {len(document['interpolated_signatures'])} LUT entries interpolated from measured ones (--interpolate)")
+    stdout.print(f"wrote {document['result_json']}, {len(choices)} ONNX export(s), {document.get('frontier_png', '')}")
+
+
+@app.command("build-predictor")
+def build_predictor(
+    observations: Path = typer.Option(..., "--observations", help="Parquet/CSV: one column per gene + the target."),
+    space_name: str = typer.Option("chamnet-mobile", "--space"),
+    target: str = typer.Option("accuracy", "--target", help="accuracy (Algorithm 1) or energy_mj (exploration only)."),
+    out: Path = typer.Option(..., "--out", help="Where to save the predictor (JSON)."),
+    budget: int = typer.Option(240, "--budget", min=2, help="Samples Algorithm 1 may train (ChamNet: 240)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Algorithm 1 over the architectures of an observations file; saves the fitted GP (not a pickle)."""
+    from optimizer.models import build_from_observations
+    from optimizer.spaces import get_space
+
+    space = get_space(space_name)
+    predictor, history = build_from_observations(observations, space, target=target, budget=budget, seed=seed)
+    predictor.save(out)
+    report = {"out": str(out), "space": space.name, "target": target, "samples": int(len(predictor.y_train_)),
+              "loo_mse": float(predictor.loo_mse()), "rounds": len(history)}
+    if as_json:
+        emit_json(report)
+    else:
+        stdout.print(f"{out}: GP {target} predictor from {report['samples']} samples in {report['rounds']} rounds, LOO MSE {report['loo_mse']:.3g}")
 
 
 @app.command()

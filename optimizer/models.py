@@ -1,0 +1,47 @@
+"""Predictors from files: observations (built by Algorithm 1) or a saved GP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optimizer.predictors import GPPredictor, PredictorFileError, build_accuracy_predictor, build_energy_predictor
+from optimizer.trainers import InvalidObservations, ObservationsTrainer
+
+
+def build_from_observations(path: Path, space: Any, target: str = "accuracy", budget: int = 240,
+                            seed: int = 0) -> tuple[GPPredictor, Any]:
+    """Algorithm 1 over the architectures an observations file holds (the file is the trainer's record).
+
+    Accuracy: exploration and exploitation samples (ChamNet Algorithm 1);
+    energy: exploration samples only.  The budget is capped at the number of
+    observed architectures.
+    """
+    trainer = ObservationsTrainer(path, space.gene_names, space.low, space.high, target=target)
+    pool = trainer.genes
+    off_grid = ~space.contains(pool)
+    if off_grid.any():
+        example = dict(zip(space.gene_names, map(int, pool[np.argmax(off_grid)])))
+        raise InvalidObservations(f"{path}: {int(off_grid.sum())} architecture(s) are not on {space.name}'s gene grid, e.g. {example}")
+    budget = min(budget, len(pool))
+    # No optimizer restarts: on this space they gave the same fits at 2-4x the time (benchmarks/algorithm1_vs_random.py).
+    gp = {"n_restarts_optimizer": 0}
+    if target == "accuracy":
+        return build_accuracy_predictor(pool, trainer, space.low, space.high, budget=budget, initial=min(40, budget),
+                                        flops=space.macs_many, random_state=seed, gp_params=gp)
+    return build_energy_predictor(pool, trainer, space.low, space.high, budget=budget, initial=min(40, budget),
+                                  random_state=seed, gp_params=gp)
+
+
+def load_predictor(path: Path, space: Any, target: str = "accuracy", seed: int = 0) -> GPPredictor:
+    """A saved predictor (``.json``, from ``optimize build-predictor``), or one built now from observations."""
+    path = Path(path)
+    if path.suffix == ".json":
+        predictor = GPPredictor.load(path)
+        if predictor.X_train_.shape[1] != len(space.gene_names) or not (
+                np.array_equal(predictor.low_, space.low) and np.array_equal(predictor.high_, space.high)):
+            raise PredictorFileError(f"{path}: a predictor of another space ({predictor.X_train_.shape[1]} genes), not {space.name}")
+        return predictor
+    return build_from_observations(path, space, target=target, seed=seed)[0]
