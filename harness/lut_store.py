@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from harness.atomic import write_atomically
 from harness.errors import LutFileError, OutputNotWritable, SweepLocked
 from harness.signature import OpSignature
 
@@ -164,33 +165,8 @@ def row_signature(row: dict[str, Any]) -> OpSignature:
 # ----------------------------------------------------------------- writing
 def write_lut_atomic(table: pa.Table, path: str | Path) -> None:
     """Write a LUT so that readers see either the old file or the new one, never a partial one."""
-    path = Path(path)
     table = validate_table(table, str(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OutputNotWritable(f"{path}: cannot write ({err.strerror or err})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomically(Path(path), lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def check_writable(path: str | Path) -> Path:

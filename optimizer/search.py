@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from harness.atomic import write_text_atomically
 from harness.errors import ChameleonError
 from optimizer.ees import Constraint, SearchResult, evolutionary_search
 from optimizer.latency_lut import LatencyPredictor, LutLatencyModel
@@ -168,9 +169,7 @@ def plot_frontier(choices: Sequence[Choice], baselines: list[dict[str, Any]], pa
 
 def write_result(path: Path, document: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=float) + "\n")
-    tmp.replace(path)
+    write_text_atomically(path, json.dumps(document, indent=2, default=float) + "\n")
     return path
 
 

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from harness.atomic import write_text_atomically
 from harness.energy import store
 from harness.energy.analysis import analyze
 from harness.energy.monsoon import MonsoonSource
@@ -109,9 +110,7 @@ def _now() -> str:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(data, indent=2) + "\n")
 
 
 class EnergySession:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import uuid
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +36,7 @@ import pyarrow.parquet as pq
 
 from harness.energy.analysis import ANALYSIS_DEFAULTS, RESULT_FIELDS, EnergyResult, analyze
 from harness.energy.trace import Trace
+from harness.atomic import write_atomically
 from harness.errors import ChameleonError, OutputNotWritable
 from harness.signature import SIGNATURE_COLUMNS, OpSignature, parse_signature
 
@@ -252,31 +252,7 @@ def merge_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OutputNotWritable(f"{path}: cannot write ({err.strerror or err})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomically(path, write)
 
 
 class _locked:
