@@ -62,3 +62,16 @@ def fc_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
 
 def add_graph(b: GraphBuilder[T], sig: OpSignature, x1: T, x2: T) -> T:
     return b.add(x1, x2, sig.activation)
+
+
+# The kinds whose structure is the same in every format, by kind name; each
+# model builder adds its own pooling, activation and identity graphs.
+SHARED_GRAPHS = {
+    "conv2d": conv_graph,
+    "depthwise_conv": conv_graph,
+    "pointwise_conv": conv_graph,
+    "inverted_residual": inverted_residual_graph,
+    "bottleneck": bottleneck_graph,
+    "fc": fc_graph,
+    "add": add_graph,
+}

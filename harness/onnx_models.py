@@ -250,15 +250,9 @@ def _identity_graph(b: _Builder, sig: OpSignature, x: str) -> str:
 
 
 _GRAPHS: dict[str, Callable[..., str]] = {
-    "conv2d": block_graphs.conv_graph,
-    "depthwise_conv": block_graphs.conv_graph,
-    "pointwise_conv": block_graphs.conv_graph,
-    "inverted_residual": block_graphs.inverted_residual_graph,
-    "bottleneck": block_graphs.bottleneck_graph,
-    "fc": block_graphs.fc_graph,
+    **block_graphs.SHARED_GRAPHS,
     "avgpool": _avgpool_graph,
     "global_avgpool": _global_avgpool_graph,
-    "add": block_graphs.add_graph,
     "activation": _activation_graph,
     "identity": _identity_graph,
 }
