@@ -96,12 +96,17 @@ def build_model(sig: OpSignature, seed: int = 0) -> onnx.ModelProto:
 
 def model_file(sig: OpSignature, seed: int = 0, cache: Path | None = None) -> Path:
     """Path of the serialized model in the cache, building and writing it if absent."""
-    folder = Path(cache if cache is not None else paths.cache_dir()) / "models"
-    path = folder / f"{sig.digest}-s{seed}-{BUILDER_VERSION}.onnx"
+    return cached_file(cache, "models", f"{sig.digest}-s{seed}-{BUILDER_VERSION}.onnx",
+                       lambda: build_model(sig, seed).SerializeToString())
+
+
+def cached_file(cache: Path | None, folder: str, name: str, build: Callable[[], bytes]) -> Path:
+    """``<cache>/<folder>/<name>``, written (atomically) from ``build()`` only when absent."""
+    path = Path(cache if cache is not None else paths.cache_dir()) / folder / name
     if path.is_file():
         return path
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, build_model(sig, seed).SerializeToString())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(path, build())
     return path
 
 
@@ -280,14 +285,7 @@ def _assemble(sig: OpSignature, seed: int, b: _Builder, extra_outputs: bool = Fa
         outputs,
         initializer=b.initializers,
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="chameleon",
-        producer_version=BUILDER_VERSION,
-        doc_string=sig.key,
-    )
-    model.ir_version = IR_VERSION
+    model = _make_model(graph, doc=sig.key)
     helper.set_model_props(model, {"signature": sig.key, "seed": str(seed), "builder_version": BUILDER_VERSION})
     return model
 
@@ -347,6 +345,14 @@ def _activation_qparams(low: float, high: float) -> tuple[float, int]:
     # which lets ONNX Runtime drop the Relu/Clip into the quantization.
     zero_point = int(np.clip(round(_ACT_QMIN - low / scale), _ACT_QMIN, _ACT_QMAX))
     return scale, zero_point
+
+
+def _make_model(graph: onnx.GraphProto, doc: str) -> onnx.ModelProto:
+    """Our opset and the IR version ONNX Runtime accepts (onnx 1.23 writes IR 14 by default, which ORT 1.31 refuses)."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="chameleon",
+                              producer_version=BUILDER_VERSION, doc_string=doc)
+    model.ir_version = IR_VERSION
+    return model
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -413,14 +419,7 @@ def build_network(units: Sequence[OpSignature], seed: int = 0) -> onnx.ModelProt
         [helper.make_tensor_value_info("y", _FLOAT, shape)],
         initializer=b.initializers,
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="chameleon",
-        producer_version=BUILDER_VERSION,
-        doc_string=f"network of {len(units)} units",
-    )
-    model.ir_version = IR_VERSION
+    model = _make_model(graph, doc=f"network of {len(units)} units")
     helper.set_model_props(model, {"units": str(len(units)), "units_sha256": digest, "seed": str(seed),
                                    "builder_version": BUILDER_VERSION})
     onnx.checker.check_model(model, full_check=True)

@@ -72,7 +72,7 @@ import tflite
 from flatbuffers import number_types as N
 from onnx import numpy_helper
 
-from harness import block_graphs, onnx_models, paths
+from harness import block_graphs, onnx_models
 from harness.signature import OpSignature
 
 # The TFLite schema version written in Model.version.
@@ -135,13 +135,8 @@ def equals_onnx(sig: OpSignature) -> bool:
 
 def tflite_model_file(sig: OpSignature, seed: int = 0, cache: Path | None = None) -> Path:
     """Path of the serialized model in the cache, building and writing it if absent."""
-    folder = Path(cache if cache is not None else paths.cache_dir()) / "tflite"
-    path = folder / f"{sig.digest}-s{seed}-{BUILDER_VERSION}.tflite"
-    if path.is_file():
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx_models._write_atomically(path, build_tflite(sig, seed))
-    return path
+    return onnx_models.cached_file(cache, "tflite", f"{sig.digest}-s{seed}-{BUILDER_VERSION}.tflite",
+                                   lambda: build_tflite(sig, seed))
 
 
 # ------------------------------------------------------ flatbuffer writing

@@ -325,16 +325,13 @@ def _md5_of(md5sum_output: str) -> str | None:
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return _file_digest(path, "md5")
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    return _file_digest(path, "sha256")
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, algorithm).hexdigest()
