@@ -21,10 +21,12 @@ same bytes, so a cached file can be rebuilt anywhere and compared.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
@@ -32,6 +34,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from harness import block_graphs, paths
+from harness.errors import InvalidSignature
 from harness.signature import OpSignature
 
 OPSET = 17
@@ -118,8 +121,12 @@ class _Builder:
     records the tensor, so the fp32 graph doubles as the calibration model.
     """
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator,
+                 parameters: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.rng = rng  # draws every weight, in graph order
+        # Given (weight, bias) pairs replace the draws, in graph order (a trained network's export).
+        self._given = None if parameters is None else list(parameters)
+        self._taken = 0
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
         self.quant_points: list[str] = []
@@ -176,17 +183,29 @@ class _Builder:
     def conv(self, x: str, c_in: int, c_out: int, kernel: int = 1, stride: int = 1,
              padding: int = 0, groups: int = 1, activation: str = "none") -> str:
         """Conv with folded batch-norm (hence a bias), its activation, then the quantization point."""
-        w = _he_normal(self.rng, (c_out, c_in // groups, kernel, kernel))
-        b = _bias(self.rng, c_out)
+        w, b = self._parameters((c_out, c_in // groups, kernel, kernel))
         y = self.op("Conv", [x, *self.weights(w, b, x)], kernel_shape=[kernel, kernel],
                     strides=[stride, stride], pads=[padding] * 4, group=groups)
         return self.quant(self.activation(y, activation))
 
     def gemm(self, x: str, c_in: int, c_out: int, activation: str) -> str:
-        w = _he_normal(self.rng, (c_out, c_in))
-        b = _bias(self.rng, c_out)
+        w, b = self._parameters((c_out, c_in))
         y = self.op("Gemm", [x, *self.weights(w, b, x)], transB=1)
         return self.quant(self.activation(y, activation))
+
+    def _parameters(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The next layer's weight (``shape``) and bias: drawn, or the next given pair (shapes checked)."""
+        if self._given is None:
+            return _he_normal(self.rng, shape), _bias(self.rng, shape[0])
+        index = self._taken
+        if index >= len(self._given):
+            raise InvalidSignature(f"build_network: {len(self._given)} parameter pairs given, the graph needs more")
+        w, b = (np.asarray(a, dtype=np.float32) for a in self._given[index])
+        if w.shape != shape or b.shape != (shape[0],):
+            raise InvalidSignature(f"build_network: parameter pair {index} has shapes {w.shape}, {b.shape}; "
+                                   f"the graph's layer {index} needs {shape}, ({shape[0]},)")
+        self._taken += 1
+        return w, b
 
     def add(self, a: str, b: str, activation: str = "none") -> str:
         return self.quant(self.activation(self.op("Add", [a, b]), activation))
@@ -372,20 +391,18 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 # ------------------------------------------------------------ whole networks
-import hashlib  # the whole-network section's imports, kept with it
-from collections.abc import Sequence
 
-from harness.errors import InvalidSignature
-
-
-def build_network(units: Sequence[OpSignature], seed: int = 0) -> onnx.ModelProto:
+def build_network(units: Sequence[OpSignature], seed: int = 0,
+                  parameters: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> onnx.ModelProto:
     """Chain fp32 units into one model: input "x" (the first unit's input), output "y".
 
     Each unit is the very graph its single-operator model holds (the same kind
     functions, one fp32 builder), fed by the previous unit's output; a
     global_avgpool's (n, c, 1, 1) output reaches an fc through a Flatten.
     Weights are drawn in graph order from one generator seeded by ``seed`` and
-    the units' keys, so the same units and seed give the same bytes.  Raises
+    the units' keys, so the same units and seed give the same bytes; or, with
+    ``parameters``, taken from those (weight, bias) pairs in graph order (a
+    trained network's, batch-norm folded), every one used and shape-checked.  Raises
     :class:`InvalidSignature` (one line) for an empty list, an int8 unit or a
     unit whose input shape is not the previous unit's output shape.
     """
@@ -398,7 +415,7 @@ def build_network(units: Sequence[OpSignature], seed: int = 0) -> onnx.ModelProt
         if len(model_input_names(sig)) != 1:
             raise InvalidSignature(f"build_network: unit {index} ({sig.kind}) takes two inputs and cannot be chained")
     digest = hashlib.sha256("\n".join(sig.key for sig in units).encode()).hexdigest()
-    b = _Builder(np.random.default_rng([seed, int(digest[:8], 16)]))
+    b = _Builder(np.random.default_rng([seed, int(digest[:8], 16)]), parameters)
     in_shape = model_input_shape(units[0])
     x = b.quant("x")
     shape: tuple[int, ...] = in_shape
@@ -411,6 +428,8 @@ def build_network(units: Sequence[OpSignature], seed: int = 0) -> onnx.ModelProt
                                    f"but the previous unit outputs {shape}")
         x = _GRAPHS[sig.kind](b, sig, x)
         shape = model_output_shape(sig)
+    if parameters is not None and b._taken != len(b._given):
+        raise InvalidSignature(f"build_network: {len(b._given)} parameter pairs given, the graph used {b._taken}")
     b.rename(x, "y")
     graph = helper.make_graph(
         b.nodes,

@@ -94,7 +94,7 @@ from harness.signature import (
     make_signature,
 )
 
-SPACES: tuple[str, ...] = ("chamnet-mobile", "chamnet-res")
+SPACES: tuple[str, ...] = ("chamnet-mobile", "chamnet-res", "chamnet-mobile-mini")
 
 
 class UnknownSpace(ChameleonError):
@@ -252,6 +252,42 @@ class SearchSpace:
                 sig = slot.signature(tuple(int(v) for v in slot.params(X)[0]))
                 units.extend([sig] * count)
         return units
+
+    def all_signatures(self) -> list[OpSignature]:
+        """Every distinct signature that some architecture of the space contains (what a LUT must hold).
+
+        Each slot depends on a few genes only (a stage's first block on the
+        resolution, the previous and its own width and its t).  Those genes are
+        found by changing one gene at a time on random architectures, and the
+        slot's rows are enumerated over their product alone, so the whole space
+        (10^20 points) is covered without enumerating it.  Order: slot by slot,
+        rows sorted.
+        """
+        rng = np.random.default_rng(0)
+        bases = self.random(48, rng)
+        seen: dict[str, OpSignature] = {}
+        for slot in self.slots:
+            depends = [g for g in range(self.dim) if self._slot_depends_on(slot, g, bases)]
+            grids = np.meshgrid(*[self.genes[g].values for g in depends], indexing="ij")
+            X = np.repeat(self.low[None, :], grids[0].size if depends else 1, axis=0)
+            for g, grid in zip(depends, grids):
+                X[:, g] = grid.reshape(-1)
+            present = np.asarray(slot.count(X)) > 0
+            for row in np.unique(np.asarray(slot.params(X))[present], axis=0):
+                sig = slot.signature(tuple(int(v) for v in row))
+                seen.setdefault(sig.key, sig)
+        return list(seen.values())
+
+    def _slot_depends_on(self, slot: Slot, gene: int, bases: np.ndarray) -> bool:
+        """Whether changing ``gene`` alone changes the slot's rows or counts on any of ``bases``."""
+        params, counts = np.asarray(slot.params(bases)), np.asarray(slot.count(bases))
+        for value in self.genes[gene].values:
+            changed = bases.copy()
+            changed[:, gene] = value
+            if not (np.array_equal(np.asarray(slot.params(changed)), params)
+                    and np.array_equal(np.asarray(slot.count(changed)), counts)):
+                return True
+        return False
 
     def macs_many(self, X: Any) -> np.ndarray:
         """Multiply-accumulates of many architectures ``[N, g]`` → int64 ``[N]``."""
@@ -548,31 +584,79 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
     return new_v
 
 
-def _chamnet_mobile() -> SearchSpace:
-    genes = [Gene("resolution", 96, 224, 32), Gene("c0", 8, 48, 8), Gene("c1", 8, 32, 8)]
+def _mobile_stages(stem: tuple[int, int, int], stage1: tuple[int, int, int],
+                   table: Sequence[tuple[int, tuple[int, int, int], tuple[int, int] | int, int]],
+                   last: tuple[int, int, int], classes: int,
+                   resolution: tuple[int, int, int], t_range: tuple[int, int, int] = (2, 6, 1)) -> tuple[list[Gene], list[_Stage]]:
+    """Genes and stage table of a MobileNetV2-style space: stem, stage 1 (t = 1), stages 2.., last 1x1, pool, fc.
+
+    Channel ranges are ``(low, high, step)``; ``table`` rows are ``(stage, c range, n range or fixed n, stride)``.
+    """
+    genes = [Gene("resolution", *resolution), Gene("c0", *stem), Gene("c1", *stage1)]
     stages = [
         _Stage("stem", CONV2D, c="c0", s=2, k=3, activation="relu6"),
         _Stage("stage1", INVERTED_RESIDUAL, c="c1", t=1, n=1, s=1, k=3, activation="relu6"),
     ]
-    for s, (c_lo, c_hi), n_range, stride in _MOBILE_STAGES_TABLE:
-        genes += [Gene(f"t{s}", 2, 6, 1), Gene(f"c{s}", c_lo, c_hi, 8)]
+    for s, c_range, n_range, stride in table:
+        genes += [Gene(f"t{s}", *t_range), Gene(f"c{s}", *c_range)]
         if isinstance(n_range, tuple):
             genes.append(Gene(f"n{s}", *n_range, 1))
         stages.append(_Stage(f"stage{s}", INVERTED_RESIDUAL, c=f"c{s}", t=f"t{s}",
                              n=f"n{s}" if isinstance(n_range, tuple) else n_range, s=stride, k=3,
                              activation="relu6"))
-    genes.append(Gene("c_last", 1024, 2048, 8))
+    genes.append(Gene("c_last", *last))
     stages += [
         _Stage("last_conv", CONV2D, c="c_last", s=1, k=1, activation="relu6"),
         _Stage("avgpool", GLOBAL_AVGPOOL),
-        _Stage("fc", FC, c=1000),
+        _Stage("fc", FC, c=classes),
     ]
+    return genes, stages
+
+
+def _chamnet_mobile() -> SearchSpace:
+    table = [(s, (lo, hi, 8), n, stride) for s, (lo, hi), n, stride in _MOBILE_STAGES_TABLE]
+    genes, stages = _mobile_stages((8, 48, 8), (8, 32, 8), table, (1024, 2048, 8), 1000, (96, 224, 32))
     baselines = {}
     for m in MOBILENET_V2_WIDTHS:
         for res in MOBILENET_V2_RESOLUTIONS:
             baselines[f"mobilenetv2-{m}x-{res}"] = mobilenet_v2_genes(m, res)
     return _space("chamnet-mobile", genes, stages, "resolution", baselines,
                   "ChamNet-Mobile (ChamNet Table 1): MobileNetV2 inverted residual stages")
+
+
+# ---- ChamNet-Mobile-mini: the main job's reduced space (small images, 10 classes)
+# Table 1's structure (same stages, strides, kinds) with a third of the widths,
+# n up to 2, t in {2, 4, 6}, 32-64 px inputs and a 10-way classifier, so that
+# every operator of the space can be measured (1,5xx signatures) and networks
+# trained on a small data set in minutes on two cores.
+_MINI_TABLE = (
+    (2, (8, 24, 8), (1, 2), 2),
+    (3, (16, 32, 8), (1, 2), 2),
+    (4, (24, 48, 12), (1, 2), 2),
+    (5, (32, 64, 16), (1, 2), 1),
+    (6, (48, 96, 24), (1, 2), 2),
+    (7, (64, 128, 32), 1, 1),
+)
+MINI_CLASSES = 10
+
+
+def _chamnet_mobile_mini() -> SearchSpace:
+    genes, stages = _mobile_stages((8, 16, 8), (8, 16, 8), _MINI_TABLE, (256, 512, 128), MINI_CLASSES,
+                                   (32, 64, 16), t_range=(2, 6, 2))
+    space = _space("chamnet-mobile-mini", genes, stages, "resolution", {},
+                   "ChamNet-Mobile-mini: Table 1's stages at a third of the widths, 32-64 px, 10 classes "
+                   "(the main job's space)")
+    # Baselines: one uniform width for every stage (the fraction of each range), MobileNetV2's t = 6 and n.
+    for fraction in (0.0, 0.5, 1.0):
+        for res in space.genes[0].values:
+            x = space.low + np.rint(fraction * (space.high - space.low) / space.steps).astype(np.int64) * space.steps
+            x[0] = res
+            for s, n in zip(range(2, 8), (2, 3, 4, 3, 3, 1)):
+                x[space.index(f"t{s}")] = 6
+                if f"n{s}" in space.gene_names:
+                    x[space.index(f"n{s}")] = min(n, space.high[space.index(f"n{s}")])
+            space._baselines[f"uniform-{fraction:g}w-{int(res)}"] = x
+    return space
 
 
 def mobilenet_v2_genes(width: float = 1.0, resolution: int = 224) -> list[int]:
@@ -619,7 +703,8 @@ def _chamnet_res() -> SearchSpace:
                   "ChamNet-Res (ChamNet Table 2): ResNet bottleneck stages at 224 px, no max pool")
 
 
-_BUILDERS: dict[str, Callable[[], SearchSpace]] = {"chamnet-mobile": _chamnet_mobile, "chamnet-res": _chamnet_res}
+_BUILDERS: dict[str, Callable[[], SearchSpace]] = {"chamnet-mobile": _chamnet_mobile, "chamnet-res": _chamnet_res,
+                                                   "chamnet-mobile-mini": _chamnet_mobile_mini}
 _CACHE: dict[str, SearchSpace] = {}
 
 

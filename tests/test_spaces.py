@@ -67,7 +67,7 @@ def test_genes_follow_the_papers_tables(name, table):
 
 
 def test_spaces_are_listed_and_cached():
-    assert SPACES == ("chamnet-mobile", "chamnet-res")
+    assert SPACES == ("chamnet-mobile", "chamnet-res", "chamnet-mobile-mini")
     assert get_space("chamnet-res") is get_space("chamnet-res")
 
 
@@ -230,7 +230,7 @@ def test_units_chain(space):
     for x in space.random(50, 3):
         units = space.signatures(x)
         _check_chain(units)
-        assert units[0].h == space.resolution(x) and units[-1].kind == "fc" and units[-1].c_out == 1000
+        assert units[0].h == space.resolution(x) and units[-1].kind == "fc" and units[-1].c_out == (10 if space.name == "chamnet-mobile-mini" else 1000)
 
 
 def test_every_mobile_unit_is_in_the_harness_plan(mobile):
