@@ -46,3 +46,7 @@ class OutputNotWritable(ChameleonError):
 
 class SweepLocked(ChameleonError):
     """Another sweep is writing the same LUT file."""
+
+
+class InvalidModelFile(ChameleonError):
+    """A model file (a whole network to time) that is missing, unreadable or cannot be fed."""

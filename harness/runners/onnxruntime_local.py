@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from harness import onnx_models
-from harness.errors import DeviceUnavailable
+from harness.errors import DeviceUnavailable, InvalidModelFile
 from harness.measurement import Batch, Measurement, MeasurementSettings, measure_interleaved, time_callable
 from harness.profiles import DeviceProfile, pinned_cores
 from harness.runners.base import DeviceIdentity, register
@@ -29,7 +29,7 @@ class OnnxRuntimeRunner:
     """
 
     def __init__(self, provider: str = "cpu", threads: int = 1, cores: tuple[int, ...] | None = None,
-                 seed: int = 0, cache: Path | None = None) -> None:
+                 seed: int = 0, cache: Path | None = None, disabled_optimizers: tuple[str, ...] = ()) -> None:
         import onnxruntime as ort
 
         self._ort = ort
@@ -37,6 +37,8 @@ class OnnxRuntimeRunner:
         self.threads = threads
         self.seed = seed
         self.cache = cache
+        # Graph transformers to leave out (e.g. "NchwcTransformer"), for diagnostics; none in profiles.
+        self.disabled_optimizers = tuple(disabled_optimizers)
         ep = _PROVIDERS[provider]
         if ep not in ort.get_available_providers():
             raise DeviceUnavailable(
@@ -52,7 +54,8 @@ class OnnxRuntimeRunner:
             model=_gpu_name() if provider == "cuda" else _cpu_model(),
             runtime="onnxruntime",
             runtime_version=ort.__version__,
-            provider=ep,
+            # A LUT measured without some graph transformers must never pass for an ordinary one.
+            provider=ep + (f" (disabled: {', '.join(self.disabled_optimizers)})" if self.disabled_optimizers else ""),
         )
 
     @property
@@ -61,18 +64,41 @@ class OnnxRuntimeRunner:
 
     def prepare(self, signature: OpSignature) -> "_OrtSession":
         """Build (or reuse) the op's model and open a session with inputs and outputs bound."""
-        ort = self._ort
         path = onnx_models.model_file(signature, seed=self.seed, cache=self.cache)
+        return self._open(path, onnx_models.make_inputs(signature, seed=self.seed))
+
+    def prepare_file(self, path: str | Path) -> "_OrtSession":
+        """Open any ONNX model file (a whole network) the way :meth:`prepare` opens an op's model.
+
+        Same session options, threads, pinning and bound inputs and outputs, so
+        a network's timed run is comparable to its operators'.  Inputs are drawn
+        from the model's declared shapes (a symbolic dimension counts 1).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidModelFile(f"{path}: no such model file")
+        try:
+            return self._open(path, None)
+        except InvalidModelFile:
+            raise
+        except Exception as error:  # onnxruntime raises its own classes for unreadable or invalid models
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise InvalidModelFile(f"{path}: ONNX Runtime cannot load it: {first[:300]}") from None
+
+    def _open(self, path: Path, feed: dict[str, np.ndarray] | None) -> "_OrtSession":
+        ort = self._ort
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), sess_options=options, providers=[_PROVIDERS[self.provider]])
+        extra = {"disabled_optimizers": list(self.disabled_optimizers)} if self.disabled_optimizers else {}
+        session = ort.InferenceSession(str(path), sess_options=options, providers=[_PROVIDERS[self.provider]], **extra)
         device = "cuda" if self.provider == "cuda" else "cpu"
         binding = session.io_binding()
-        feed = onnx_models.make_inputs(signature, seed=self.seed)
+        if feed is None:
+            feed = _inputs_for(session.get_inputs(), self.seed)
         for meta in session.get_inputs():
             value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feed[meta.name]), device, 0)
             binding.bind_ortvalue_input(meta.name, value)
@@ -115,6 +141,27 @@ class _OrtSession:
 
     def close(self) -> None:
         self.binding = self.session = None
+
+
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+                "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
+                "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+
+
+def _inputs_for(inputs, seed: int) -> dict[str, np.ndarray]:
+    """Deterministic inputs for a model's declared inputs: floats uniform in [-1, 1) as an op's feed, small non-negative integers."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for meta in inputs:
+        dtype = _NUMPY_TYPES.get(meta.type)
+        if dtype is None:
+            raise InvalidModelFile(f"model input {meta.name!r} has type {meta.type}, which the harness cannot feed")
+        shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in meta.shape)
+        if np.issubdtype(dtype, np.floating):
+            feed[meta.name] = rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+        else:
+            feed[meta.name] = rng.integers(0, 2 if dtype is np.bool_ else 8, size=shape).astype(dtype)
+    return feed
 
 
 def _cpu_model() -> str:
