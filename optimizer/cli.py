@@ -31,6 +31,7 @@ def _root(
     accuracy_file: Optional[Path] = typer.Option(None, "--accuracy", help="Accuracy observations (Parquet/CSV: genes + accuracy) or a saved predictor (.json)."),
     energy_file: Optional[Path] = typer.Option(None, "--energy-model", help="Energy observations (genes + energy_mj) or a saved predictor."),
     interpolate: bool = typer.Option(False, "--interpolate", help="Estimate units missing from the LUT (flagged) instead of failing."),
+    correction: Optional[Path] = typer.Option(None, "--correction", help="A network correction of this LUT (JSON, fitted on measured networks: the main job's network_correction.json)."),
     out_dir: Path = typer.Option(Path("optimize_out"), "--out", "-o", help="Folder for result.json, the ONNX export(s) and frontier.png."),
     seed: int = typer.Option(0, "--seed", help="Seed of the search (same seed, same result)."),
     generations: int = typer.Option(100, "--generations", min=1, help="EES generations (ChamNet: 100)."),
@@ -55,7 +56,7 @@ def _root(
         if energy_file is None:
             raise ChameleonError("--energy needs --energy-model (energy observations or a saved energy predictor)")
         energy_budget = parse_budgets(energy, "mj")[0]
-    latency_model = load_latency(lut, space, interpolate)
+    latency_model = load_latency(lut, space, interpolate, correction)
     accuracy_model = load_predictor(accuracy_file, space, target="accuracy", seed=seed)
     energy_model = load_predictor(energy_file, space, target="energy_mj", seed=seed) if energy_file else None
     choices = search_budgets(space, latency_model, accuracy_model, budgets, energy=energy_model,
@@ -209,6 +210,7 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
 def estimate(
     lut: Path = typer.Option(..., "--lut", help="The device's LUT (Parquet)."),
     signatures: Path = typer.Argument(..., help="Text file: one operator signature per line (# comments allowed)."),
+    correction: Optional[Path] = typer.Option(None, "--correction", help="A network correction of this LUT (JSON)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Estimate a network's latency as the sum of its operators' LUT entries (overhead counted once)."""
@@ -226,12 +228,17 @@ def estimate(
                 raise InvalidSignature(f"{signatures}:{number}: {problem}") from None
     if not ops:
         raise ChameleonError(f"{signatures}: no signatures")
-    result = LutLatencyModel.from_file(lut).estimate(ops)
+    from optimizer.latency_lut import NetworkCorrection
+
+    result = LutLatencyModel.from_file(lut, None if correction is None else NetworkCorrection.load(correction)).estimate(ops)
     if as_json:
         emit_json({"lut": str(lut), **result.__dict__})
     else:
+        corrected = "" if correction is None else f", {result.plain_us / 1000:.3f} ms before the network correction"
         out.print(f"{result.operators} operators: {result.latency_us / 1000:.3f} ms "
-                  f"(sum of entries {result.operator_sum_us / 1000:.3f} ms, overhead {result.overhead_us:.1f} µs counted once)")
+                  f"(sum of entries {result.operator_sum_us / 1000:.3f} ms, overhead {result.overhead_us:.1f} µs counted once"
+                  f"{corrected})")
+
 
 @app.command()
 def pipeline(
@@ -287,7 +294,7 @@ def _print_pipeline(result) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.config['space']} on {result.device} ({result.device_model}): predicted against measured")
-    for column in ("budget ms", "LUT ms", "measured ms", "error", "in budget", "predicted acc", "trained acc", "MMACs"):
+    for column in ("budget ms", "LUT ms", "measured ms", "error", "in budget", "acc pred", "acc trained", "MMACs"):
         table.add_column(column, justify="right")
     for o in sorted(result.outcomes, key=lambda o: o.budget_ms):
         main = o.budget_ms == result.budget_ms

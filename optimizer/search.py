@@ -173,5 +173,9 @@ def write_result(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-def load_latency(lut_path: Path, space: Any, interpolate: bool) -> LatencyPredictor:
-    return LatencyPredictor(LutLatencyModel.from_file(lut_path), space, interpolate=interpolate)
+def load_latency(lut_path: Path, space: Any, interpolate: bool, correction: Path | None = None) -> LatencyPredictor:
+    """The LUT's latency predictor for ``space``, with a saved :class:`NetworkCorrection` if one is given."""
+    from optimizer.latency_lut import NetworkCorrection
+
+    fitted = None if correction is None else NetworkCorrection.load(correction)
+    return LatencyPredictor(LutLatencyModel.from_file(lut_path, fitted), space, interpolate=interpolate)

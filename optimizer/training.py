@@ -454,15 +454,39 @@ def _row_key(genes: Sequence[int]) -> tuple[int, ...]:
 _WORKER_DATASET: ImageDataset | None = None
 
 
-def _worker_init(dataset: ImageDataset) -> None:
+def _worker_init(dataset: ImageDataset, parent: int) -> None:
     import signal
 
     import torch
 
     global _WORKER_DATASET
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     torch.set_num_threads(1)
     _WORKER_DATASET = dataset
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker die when the trainer does: a SIGKILLed trainer cannot stop its pool.
+
+    Without this, workers of a killed run go on training queued networks whose
+    results nobody records, on the cores the resumed run measures latency on.
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere workers end when they next
+    find their queue closed.
+    """
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the trainer died before prctl took effect
+        os._exit(1)
 
 
 def _worker_train(space_name: str, genes: list[int], settings: TrainingSettings,
@@ -579,7 +603,7 @@ class TorchTrainer:
         import multiprocessing
 
         pool = ProcessPoolExecutor(max_workers=min(self.workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init, initargs=(self.dataset,))
+                                   initializer=_worker_init, initargs=(self.dataset, os.getpid()))
         futures: dict[Future, tuple[int, ...]] = {}
         finished = False
         try:

@@ -123,3 +123,27 @@ def test_energy_budget_with_an_energy_model(synthetic_lut: Path, observations: P
     assert result.returncode == 0, result.stderr
     choice = json.loads(result.stdout)["choices"][0]
     assert choice["predicted_latency_ms"] <= 80 and choice["predicted_energy_mj"] <= 25
+
+
+def test_estimate_applies_a_saved_network_correction(synthetic_lut: Path, tmp_path: Path) -> None:
+    from optimizer.latency_lut import NetworkCorrection
+
+    space = get_space("chamnet-mobile")
+    net = tmp_path / "net.txt"
+    net.write_text("\n".join(sig.key for sig in space.signatures(space.baselines()["mobilenetv2-1.0x-224"])) + "\n")
+    plain = json.loads(run_optimize("estimate", "--lut", str(synthetic_lut), str(net), "--json").stdout)
+    fitted = NetworkCorrection(scale=1.1, boundary_us=2.0, boundary_element_us=0.0, networks=3, device="synthetic")
+    corrected_file = fitted.save(tmp_path / "correction.json")
+    result = run_optimize("estimate", "--lut", str(synthetic_lut), str(net), "--correction", str(corrected_file), "--json")
+    corrected = json.loads(result.stdout)
+    assert corrected["plain_us"] == pytest.approx(plain["latency_us"])
+    expected = 1.1 * plain["latency_us"] - 2.0 * (corrected["operators"] - 1)
+    assert corrected["latency_us"] == pytest.approx(expected)
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    bad = run_optimize("estimate", "--lut", str(synthetic_lut), str(net), "--correction", str(broken))
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1 and "network correction" in bad.stderr
+    other = NetworkCorrection(scale=1.0, device="pixel").save(tmp_path / "other.json")
+    bad = run_optimize("--lut", str(synthetic_lut), "--latency", "20ms", "--accuracy", str(broken), "--correction", str(other))
+    assert bad.returncode == 2 and "fitted on device 'pixel'" in bad.stderr

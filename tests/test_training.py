@@ -186,3 +186,42 @@ def test_a_dead_worker_is_one_line(tmp_path: Path) -> None:
             cli.wait()
     line = one_line_error(subprocess.CompletedProcess(cli.args, cli.returncode, stdout, stderr))
     assert "training worker process died" in line
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_a_killed_trainer(tmp_path: Path) -> None:
+    """A SIGKILLed run must not leave workers training on the cores a resumed run measures on."""
+    cli = subprocess.Popen([sys.executable, "-m", "optimizer", "build-predictor", "--space", "chamnet-mobile-mini",
+                            "--data", "digits", "--out", str(tmp_path / "p.json"), "--initial", "4", "--budget", "4",
+                            "--epochs", "5", "--workers", "2"],
+                           cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and cli.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            workers = _spawned_workers(cli.pid)
+        assert len(workers) == 2, "the training workers did not appear"
+        time.sleep(1.0)  # past their initializer
+        cli.send_signal(signal.SIGKILL)
+        cli.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), "training workers outlived their killed trainer"
+    finally:
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
