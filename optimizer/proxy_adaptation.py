@@ -50,6 +50,10 @@ def one_hot(encoding: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
         values = np.asarray(values)
         keys = values.astype(str) if values.dtype == object else values
         levels, inverse = np.unique(keys, return_inverse=True)
+        if len(values) >= 20 and len(levels) > len(values) // 2:
+            raise ChameleonError(f"encoding column {column!r} has {len(levels)} distinct values in {len(values)} rows: "
+                                 f"not a choice (a measurement?); prefix its name with 'info:' or name the device "
+                                 f"columns with --devices")
         block = np.zeros((len(values), len(levels)))
         block[np.arange(len(values)), inverse.reshape(-1)] = 1.0
         blocks.append(block)

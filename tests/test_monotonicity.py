@@ -138,6 +138,10 @@ def test_table_from_luts(tmp_path):
     back = read_latency_table(out)
     assert spearman(back.latency("slow"), back.latency("fast")) == pytest.approx(1.0)
     np.testing.assert_allclose(back.latency("slow") / back.latency("fast"), 3.0, rtol=0.05)
+    result = run_optimize("latency-table", "--space", "chamnet-mobile-mini", "--lut", str(paths["slow"]), "--lut",
+                          str(paths["fast"]), "--n", "32", "--out", str(tmp_path / "cli.csv"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["architectures"] == 32 and len(read_latency_table(tmp_path / "cli.csv")) == 32
 
 
 # ------------------------------------------------------------------ the statistics

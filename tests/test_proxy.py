@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.errors import ChameleonError
 from optimizer.latency_tables import write_latency_table
 from optimizer.monotonicity import spearman
 from optimizer.proxy_adaptation import (AdaptedModel, ProxyModel, TooFewSamples, adapt_proxy, best_proxy, fit_adapted,
@@ -63,6 +64,11 @@ def test_one_hot_by_value_for_strings_and_numbers():
     D, names = one_hot({"op": np.array(["b", "a", "b"], dtype=object), "n": np.array([3, 1, 3])})
     assert names == ["op=a", "op=b", "n=1", "n=3"]
     assert D.tolist() == [[0, 1, 0, 1], [1, 0, 1, 0], [0, 1, 0, 1]]
+
+
+def test_a_measurement_is_not_a_choice():
+    with pytest.raises(ChameleonError, match="'gpu' has 40 distinct values in 40 rows"):
+        one_hot({"op": np.array(["a", "b"] * 20, dtype=object), "gpu": np.linspace(1, 2, 40)})
 
 
 def test_models_recover_additive_latencies():
