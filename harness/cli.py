@@ -118,6 +118,53 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+# ------------------------------------------------------- measure-networks
+@app.command("measure-networks")
+def measure_networks_command(
+    sources: list[Path] = typer.Argument(..., help="A folder of .onnx files, a manifest CSV/Parquet (arch_id, path, encoding columns), or .onnx files."),
+    device: str = typer.Option(..., "--device", "-d", help="Device profile name (see `bench devices`) or a profile file."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Architecture latency table to write or extend (.parquet or .csv)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Time whole networks end to end on DEVICE into an architecture latency table (one row per arch_id, resumable).
+
+    The device's column is latency_ms:DEVICE (ms); cells already measured are
+    kept, empty or failed (NaN) ones are measured. A missing model file is
+    refused up front; one that cannot be loaded is recorded as NaN and counted.
+    """
+    from harness.network_tables import measure_into_table, read_manifest
+
+    profile = load_profile(device)
+    entries = read_manifest(sources)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[arch]}", style="dim"), TimeElapsedColumn(), console=err)
+    task = progress.add_task(f"{profile.name} · {len(entries)} networks", total=None, arch="")
+
+    def on_progress(done: int, total: int, arch_id: Optional[str]) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=total, arch=arch_id or "")
+
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        result = measure_into_table(profile, entries, out_path, progress=on_progress)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {out_path} keeps what was measured; run the same command again to measure the rest")
+        raise typer.Exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if progress.live.is_started:
+            progress.stop()
+    if as_json:
+        emit_json(result.to_json())
+        return
+    out.print(f"[bold]{result.out}[/] · {result.column}: measured {result.measured - result.failed} new, "
+              f"{result.already_measured} already there, {result.failed} failed (NaN) of {result.architectures}; "
+              f"{result.rows_in_table} rows in the table; {result.wall_s:.1f} s")
+    for failure in result.failures:
+        err.print(f"failed: {failure['arch_id']}: {failure['error']}", markup=False, soft_wrap=True)
+
+
 # ----------------------------------------------------------------- parse
 @app.command()
 def parse(
