@@ -481,12 +481,12 @@ def adapt_proxy(
     candidates = [d for d in table.devices if d != target] if proxy == "all" else _split(proxy)
     for d in candidates:
         table.latency(d)
-    results, best_adapted, best_raw = best_proxy(table, candidates, target, samples, draws=draws, seed=seed,
-                                                 validation=validation)
+    results, best_adapted, best_raw, skipped = best_proxy(table, candidates, target, samples, draws=draws, seed=seed,
+                                                          validation=validation, skip_short=proxy == "all")
     if as_json:
         emit_json({"table": str(table_path), "target": target, "samples": samples, "validation": validation,
                    "draws": draws, "seed": seed, "best_proxy_adapted": best_adapted, "best_proxy_raw": best_raw,
-                   "results": [r.to_json() for r in results]})
+                   "results": [r.to_json() for r in results], "skipped": skipped})
         return
     from rich.table import Table
 
@@ -499,6 +499,8 @@ def adapt_proxy(
                      f"{r.proxy_model_srcc_mean:.3f} ± {r.proxy_model_srcc_std:.3f}",
                      f"{r.adapted_srcc_mean:.3f} ± {r.adapted_srcc_std:.3f}")
     stdout.print(grid)
+    for name, why in skipped.items():
+        stdout.print(f"skipped {name}: {why}", markup=False)
     if len(results) > 1:
         stdout.print(f"best proxy for {target}: {best_adapted} adapted, {best_raw} as is")
 

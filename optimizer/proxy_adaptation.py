@@ -50,10 +50,10 @@ def one_hot(encoding: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
         values = np.asarray(values)
         keys = values.astype(str) if values.dtype == object else values
         levels, inverse = np.unique(keys, return_inverse=True)
-        if len(values) >= 20 and len(levels) > len(values) // 2:
-            raise ChameleonError(f"encoding column {column!r} has {len(levels)} distinct values in {len(values)} rows: "
-                                 f"not a choice (a measurement?); prefix its name with 'info:' or name the device "
-                                 f"columns with --devices")
+        if values.dtype.kind == "f" and not np.all(values == np.round(values)) and len(levels) > len(values) // 2:
+            raise ChameleonError(f"encoding column {column!r} has {len(levels)} distinct non-integer values in "
+                                 f"{len(values)} rows: not a choice (a measurement?); prefix its name with 'info:' or "
+                                 f"name the device columns with --devices")
         block = np.zeros((len(values), len(levels)))
         block[np.arange(len(values)), inverse.reshape(-1)] = 1.0
         blocks.append(block)
@@ -184,14 +184,24 @@ def adapt_proxy(table: LatencyTable, proxy: str, target: str, samples: int, *, d
                             penalties, raw, adapted)
 
 
-def best_proxy(table: LatencyTable, proxies: Sequence[str], target: str, samples: int, **options: Any
-               ) -> tuple[list[AdaptationResult], str, str]:
-    """Adapt every proxy to the target; the results (best adapted SRCC first), the best adapted and the best raw."""
+def best_proxy(table: LatencyTable, proxies: Sequence[str], target: str, samples: int, *, skip_short: bool = False,
+               **options: Any) -> tuple[list[AdaptationResult], str, str, dict[str, str]]:
+    """Adapt every proxy to the target: the results (best adapted SRCC first), the best adapted, the best raw, and
+    (``skip_short``) the proxies left out for having too few architectures in common with the target, with why."""
     proxies = [p for p in proxies if p != target]
     if not proxies:
         raise ChameleonError(f"no proxy device other than the target {target}")
     D, _ = one_hot(table.encoding)
-    results = [adapt_proxy(table, p, target, samples, D=D, **options) for p in proxies]
+    results, skipped = [], {}
+    for p in proxies:
+        try:
+            results.append(adapt_proxy(table, p, target, samples, D=D, **options))
+        except TooFewSamples as problem:
+            if not skip_short or samples < MIN_SAMPLES:
+                raise
+            skipped[p] = str(problem)
+    if not results:
+        raise TooFewSamples(f"no proxy has enough architectures in common with {target}: {next(iter(skipped.values()))}")
     results.sort(key=lambda r: -np.nan_to_num(r.adapted_srcc_mean, nan=-2))
     by_raw = max(results, key=lambda r: np.nan_to_num(r.raw_srcc_mean, nan=-2))
-    return results, results[0].proxy, by_raw.proxy
+    return results, results[0].proxy, by_raw.proxy, skipped

@@ -67,8 +67,10 @@ def test_one_hot_by_value_for_strings_and_numbers():
 
 
 def test_a_measurement_is_not_a_choice():
-    with pytest.raises(ChameleonError, match="'gpu' has 40 distinct values in 40 rows"):
+    with pytest.raises(ChameleonError, match="'gpu' has 40 distinct non-integer values in 40 rows"):
         one_hot({"op": np.array(["a", "b"] * 20, dtype=object), "gpu": np.linspace(1, 2, 40)})
+    D, _ = one_hot({"width": np.arange(40) * 8})  # a gene with many values is still a choice per value
+    assert D.shape == (40, 40)
 
 
 def test_models_recover_additive_latencies():
@@ -111,9 +113,13 @@ def test_adaptation_lifts_a_weak_pair_with_50_samples():
 
 def test_best_proxy_and_too_few_samples():
     table = nb201_table(600)
-    results, adapted, raw = best_proxy(table, ["A", "B", "C"], "C", 30, draws=3)
+    results, adapted, raw, skipped = best_proxy(table, ["A", "B", "C"], "C", 30, draws=3)
+    assert skipped == {}
     assert [r.proxy for r in results] and {r.proxy for r in results} == {"A", "B"}
     assert raw == "A" and adapted == results[0].proxy
+    table.latency_ms["B"][100:] = np.nan
+    results, _, _, skipped = best_proxy(table, ["A", "B"], "C", 100, draws=1, skip_short=True)
+    assert [r.proxy for r in results] == ["A"] and "100 architecture(s) measured on both B and C" in skipped["B"]
     with pytest.raises(TooFewSamples, match="at least 3"):
         adapt_proxy(table, "A", "B", 2)
     with pytest.raises(TooFewSamples, match="needs 613"):
