@@ -62,7 +62,7 @@ bytes, so a cached file can be rebuilt anywhere and compared.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +137,67 @@ def tflite_model_file(sig: OpSignature, seed: int = 0, cache: Path | None = None
     """Path of the serialized model in the cache, building and writing it if absent."""
     return onnx_models.cached_file(cache, "tflite", f"{sig.digest}-s{seed}-{BUILDER_VERSION}.tflite",
                                    lambda: build_tflite(sig, seed))
+
+
+def build_network_tflite(units: Sequence[OpSignature], seed: int = 0,
+                         parameters: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> bytes:
+    """The whole network of chained fp32 ``units`` as one ``.tflite`` model: the twin of
+    :func:`onnx_models.build_network` with the same ``units``, ``seed`` (and ``parameters``).
+
+    Input ``x`` (NHWC of the first unit's input), output ``y``.  Each unit is
+    the graph of its single-operator model; a global_avgpool's (n, 1, 1, c)
+    output reaches an fc through a RESHAPE to (n, c) (the ONNX Flatten).  The
+    weights are the ONNX network's, read out of it in Conv/Gemm order and
+    transposed to TFLite layouts, so both files compute the same function on
+    the same input (transposed NCHW -> NHWC), up to float rounding; except an
+    avgpool unit that needs an explicit PAD (see the module docstring,
+    :func:`equals_onnx`).  The checks and their errors are build_network's
+    (:class:`InvalidSignature`: empty, int8 or two-input units, shapes that do
+    not chain).  Deterministic: same units and seed, same bytes.
+    """
+    units = list(units)
+    model = onnx_models.build_network(units, seed, parameters)  # validates the chain
+    weights = _conv_gemm_weights(model)
+    meta = {key: value for key, value in ((p.key, p.value) for p in model.metadata_props)
+            if key in ("units", "units_sha256")}
+    meta["description"] = f"network of {len(units)} units"
+    graph = _Graph(None, seed, weights, None, meta)
+    x = graph.input("x", model_input_shape(units[0]))
+    shape = model_input_shape(units[0])
+    for sig in units:
+        wanted = model_input_shape(sig)
+        if sig.kind == "fc" and len(shape) == 4 and shape[1:3] == (1, 1):
+            new_shape = graph.const("shape", np.array(wanted, np.int32), _TYPE.INT32)
+            x = graph.op(_OP.RESHAPE, [x, new_shape], wanted, tied=True, version=1)
+            shape = wanted
+        x = _GRAPHS[sig.kind](graph, sig, x)
+        shape = model_output_shape(sig)
+    if graph._weights:
+        raise AssertionError(f"{len(graph._weights)} ONNX weights left over: the graphs diverged")
+    graph.output(x)
+    return graph.finish()
+
+
+def write_network(units: Sequence[OpSignature], path: str | Path, seed: int = 0,
+                  parameters: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
+    """Write :func:`build_network_tflite` of ``units`` to ``path`` (atomically) and return the path.
+
+    A search space's network: ``write_network(space.signatures(genes), "net.tflite")``,
+    the LiteRT twin of ``space.export_onnx(genes, "net.onnx")`` (same seed, same weights).
+    """
+    from harness.atomic import write_atomically
+
+    data = build_network_tflite(units, seed, parameters)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: tmp.write_bytes(data))
+    return path
+
+
+def network_input(units: Sequence[OpSignature], seed: int = 0) -> np.ndarray:
+    """A deterministic NHWC input of a network, uniform in [-1, 1) (the NCHW ONNX input is its transpose)."""
+    shape = model_input_shape(list(units)[0])
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, size=shape).astype(np.float32)
 
 
 # ------------------------------------------------------ flatbuffer writing
@@ -324,10 +385,13 @@ class _Graph:
     (``ranges`` None) it only records the tensor.
     """
 
-    def __init__(self, sig: OpSignature, seed: int, weights: list[tuple[np.ndarray, np.ndarray]],
-                 ranges: list[tuple[float, float]] | None) -> None:
-        meta = {"signature": sig.key, "seed": str(seed), "builder_version": BUILDER_VERSION}
-        self.model = _FlatModel(sig.key, {"chameleon": json.dumps(meta, sort_keys=True)})
+    def __init__(self, sig: OpSignature | None, seed: int, weights: list[tuple[np.ndarray, np.ndarray]],
+                 ranges: list[tuple[float, float]] | None, meta: dict[str, str] | None = None) -> None:
+        # A single-op model is described by its signature; a network by ``meta`` (sig None).
+        meta = {"signature": sig.key} if sig is not None else dict(meta or {})
+        meta.update({"seed": str(seed), "builder_version": BUILDER_VERSION})
+        self.model = _FlatModel(sig.key if sig is not None else meta.get("description", "network"),
+                                {"chameleon": json.dumps(meta, sort_keys=True)})
         self.int8 = ranges is not None
         self.act_type = _TYPE.INT8 if self.int8 else _TYPE.FLOAT32
         self._weights = list(weights)
@@ -564,7 +628,10 @@ _GRAPHS: dict[str, Callable[..., int]] = {
 # --------------------------------------------------------------- helpers
 def _onnx_weights(sig: OpSignature, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(weight, bias) of every Conv / Gemm of the fp32 ONNX model, in node order (ONNX layouts)."""
-    model = onnx_models.build_model(sig.replace(dtype="fp32"), seed)
+    return _conv_gemm_weights(onnx_models.build_model(sig.replace(dtype="fp32"), seed))
+
+
+def _conv_gemm_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     return [(init[node.input[1]], init[node.input[2]])
             for node in model.graph.node if node.op_type in ("Conv", "Gemm")]
