@@ -23,7 +23,7 @@ from harness.signature import DTYPES
 from harness.textfiles import UnreadableText, read_utf8
 
 TRANSPORTS = ("local", "adb")
-RUNTIMES = ("onnxruntime", "tflite", "onnxruntime_perf_test")
+RUNTIMES = ("onnxruntime", "tflite", "onnxruntime_perf_test", "litert")  # litert: LiteRT on this machine
 ORT_PROVIDERS = ("cpu", "cuda")
 DELEGATES = ("none", "hexagon", "nnapi", "gpu", "xnnpack")
 ENERGY_SOURCES = ("none", "monsoon", "rapl", "nvml")
@@ -223,8 +223,10 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
                 raise ValueError
         except ValueError:
             r.fail(f"core_mask must be a non-zero hex mask such as '0x10', got {runtime.core_mask!r}")
-    if transport.type == "local" and runtime.name != "onnxruntime":
-        r.fail(f"runtime {runtime.name!r} runs on Android devices; a local profile uses onnxruntime")
+    if transport.type == "local" and runtime.name not in ("onnxruntime", "litert"):
+        r.fail(f"runtime {runtime.name!r} runs on Android devices; a local profile uses onnxruntime or litert")
+    if transport.type == "adb" and runtime.name == "litert":
+        r.fail("runtime 'litert' is LiteRT on this machine; on an Android device LiteRT runs as tflite")
     if transport.type == "adb" and runtime.name == "onnxruntime":
         r.fail("on an Android device ONNX Runtime runs as onnxruntime_perf_test: set runtime.name to onnxruntime_perf_test")
     if runtime.cores is not None and runtime.threads > len(runtime.cores):

@@ -62,4 +62,4 @@ def make_runner(profile: DeviceProfile) -> Runner:
 
 def _load_builtin_runners() -> None:
     # Imported lazily so that reading LUTs or profiles never loads a runtime.
-    from harness.runners import android_ort, android_tflite, onnxruntime_local  # noqa: F401
+    from harness.runners import android_ort, android_tflite, litert_local, onnxruntime_local  # noqa: F401
