@@ -24,6 +24,13 @@ genes, ``latency_ms:<config>``):
   looked at): ONNX Runtime fuses it into QLinearConv kernels whose speed-up
   over fp32 differs by layer shape (pointwise convs gain most, depthwise
   little), as int8 on a phone's CPU does.
+- ``litert``: LiteRT (``ai_edge_litert``) on the same core, 1 thread, its
+  default XNNPACK delegate (``harness.runners.litert_local``), on the same
+  network written as ``.tflite`` (``harness.tflite_models.write_network``:
+  the same units and weights as the ONNX file, NHWC).  A different runtime
+  with different kernels and fusions (XNNPACK's own GEMM/depthwise
+  micro-kernels instead of ONNX Runtime's MLAS with NCHWc), the pair the
+  issue expects might rank differently.
 - ``xeon-repeat``: the ``xeon`` configuration measured a second time, a noise
   ceiling: the SRCC two measurements of one configuration reach on this
   (shared, noisy) machine; no cross-configuration SRCC can be read more
@@ -37,14 +44,18 @@ chunk; a median below 0.9 is flagged (other tenants were on the cores).
 Resumable: the table is read back and only empty cells are measured.
 
 Usage:  python benchmarks/cross_device_monotonicity.py [--n 200] [--seed 0]
-            [--configs xeon,xeon-no-nchwc,xeon-2threads,xeon-int8,xeon-repeat] [--out-dir benchmarks/results] [--json]
+            [--configs xeon,xeon-no-nchwc,xeon-2threads,xeon-int8,xeon-repeat,litert] [--out-dir benchmarks/results] [--json]
 Writes ``cross_device-chamnet-mobile.parquet`` (the table) and
 ``cross_device-chamnet-mobile.json`` (SRCC per pair, Kendall tau, CPU shares, wall time).
+A configuration with nothing left to measure keeps the CPU shares of the run
+that measured it (read from the previous JSON, listed under
+``cpu_share_from_previous_run``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -59,7 +70,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-CONFIGS = ("xeon", "xeon-no-nchwc", "xeon-2threads", "xeon-int8", "xeon-repeat")
+CONFIGS = ("xeon", "xeon-no-nchwc", "xeon-2threads", "xeon-int8", "xeon-repeat", "litert")
 CPU_SHARE_WARNING = 0.9
 SPACE = "chamnet-mobile"
 
@@ -94,6 +105,7 @@ def main() -> int:
     from harness.profiles import load_profile, pinned_cores
     from harness.runners import make_runner
     from harness.runners.onnxruntime_local import OnnxRuntimeRunner
+    from harness.tflite_models import write_network
     from optimizer.spaces import get_space
 
     started = time.monotonic()
@@ -107,12 +119,15 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="chameleon-cross-device-"))
     (work / "xeon-2threads.yaml").write_text(TWO_THREADS)
     two_threads = load_profile(work / "xeon-2threads.yaml")
+    # LiteRT on xeon's core with xeon's measurement settings: only the runtime differs.
+    litert = dataclasses.replace(xeon, name="litert", dtypes=("fp32",),
+                                 runtime=dataclasses.replace(xeon.runtime, name="litert", delegate="xnnpack"))
 
     def setup(config: str) -> tuple[Any, Any]:
         """The profile and a fresh runner of one configuration (a runner pins the process while open)."""
         if config == "xeon-no-nchwc":
             return xeon, OnnxRuntimeRunner("cpu", 1, pinned_cores(xeon.runtime), disabled_optimizers=("NchwcTransformer",))
-        profile = two_threads if config == "xeon-2threads" else xeon
+        profile = {"xeon-2threads": two_threads, "litert": litert}.get(config, xeon)
         return profile, make_runner(profile)
 
     ids = [f"{SPACE}-s{args.seed}-{i:04d}" for i in range(len(archs))]
@@ -139,11 +154,13 @@ def main() -> int:
                 chunk = range(start, min(start + group, len(archs)))
                 pending = {c: [i for i in chunk if ids[i] not in done[c]] for c in configs}
                 progress.update(task, advance=sum(len(chunk) - len(p) for p in pending.values()))
-                needed = sorted({i for p in pending.values() for i in p})
-                if not needed:
+                needed = sorted({i for c, p in pending.items() if c != "litert" for i in p})
+                if not needed and not pending.get("litert"):
                     continue
                 t0 = time.monotonic()
                 paths = {i: space.export_onnx(archs[i], work / f"{ids[i]}.onnx") for i in needed}
+                tflite = {i: write_network(space.signatures(archs[i]), work / f"{ids[i]}.tflite")
+                          for i in pending.get("litert", [])}
                 phases["export_s"] += time.monotonic() - t0
                 if pending.get("xeon-int8"):
                     t0 = time.monotonic()
@@ -152,7 +169,7 @@ def main() -> int:
                 for config in configs:
                     if not pending[config]:
                         continue
-                    files = quantized if config == "xeon-int8" else paths
+                    files = {"xeon-int8": quantized if pending.get("xeon-int8") else {}, "litert": tflite}.get(config, paths)
                     entries = [ManifestEntry(ids[i], files[i], encodings[i]) for i in pending[config]]
                     profile, runner = setup(config)
                     try:
@@ -166,7 +183,7 @@ def main() -> int:
                     failures[config] += result.failed
                     measured_now += result.measured
                     progress.update(task, advance=len(entries))
-                for path in list(paths.values()) + (list(quantized.values()) if pending.get("xeon-int8") else []):
+                for path in [*paths.values(), *(quantized.values() if pending.get("xeon-int8") else ()), *tflite.values()]:
                     path.unlink()
     except KeyboardInterrupt:
         console.print(f"interrupted: {table_path} keeps what was measured; run again to resume")
@@ -195,6 +212,12 @@ def main() -> int:
         pass
     else:
         optimizer_report = monotonicity(read_latency_table(table_path), configs, bootstrap=1000, seed=args.seed).to_json()
+    previous_path = args.out_dir / f"cross_device-{SPACE}.json"
+    previous = json.loads(previous_path.read_text()) if previous_path.exists() else {}
+    carried = []
+    for c in configs:  # a configuration measured by an earlier run keeps that run's CPU shares
+        if not cpu_share[c] and (previous.get("cpu_share_median") or {}).get(c) is not None:
+            carried.append(c)
     report = {
         "space": SPACE,
         "networks": len(rows),
@@ -205,8 +228,13 @@ def main() -> int:
         "latency_ms": {c: {"median": float(np.nanmedian(v)), "min": float(np.nanmin(v)), "max": float(np.nanmax(v)),
                            "failed_or_missing": int(np.sum(~np.isfinite(v)))} for c, v in latency.items()},
         "pairs": pairs,
-        "cpu_share_median": {c: (float(np.median(v)) if v else None) for c, v in cpu_share.items()},
-        "cpu_share_min": {c: (float(np.min(v)) if v else None) for c, v in cpu_share.items()},
+        "cpu_share_median": {c: (float(np.median(v)) if v else previous["cpu_share_median"][c] if c in carried else None)
+                             for c, v in cpu_share.items()},
+        "cpu_share_min": {c: (float(np.min(v)) if v else (previous.get("cpu_share_min") or {}).get(c) if c in carried else None)
+                          for c, v in cpu_share.items()},
+        "cpu_share_from_previous_run": carried,
+        # this run's share per chunk (chunk = interleave group of networks, in order), to find a contended one
+        "cpu_share_per_chunk_now": {c: [round(v, 3) for v in cpu_share[c]] for c in configs if cpu_share[c]},
         "failed_now": failures,
         "measured_now": measured_now,
         # optimizer.monotonicity on the same table (all rows, not only this run's seed): SRCC, Kendall, 95% bootstrap CIs
