@@ -125,3 +125,11 @@ def test_bench_measure_networks_fills_a_litert_column(mini, tmp_path):
     assert result.returncode == 0, result.stderr
     values = read_arch_table(out).column("latency_ms:fastlitert").to_pylist()
     assert len(values) == 3 and all(v > 0 and not math.isnan(v) for v in values)
+    # a folder of .tflite files is a manifest too (arch_id = the file stem)
+    folder_out = tmp_path / "folder.parquet"
+    (tmp_path / "manifest.csv").unlink()
+    result = run_bench("measure-networks", str(tmp_path), "--device", "fastlitert", "--out", str(folder_out),
+                       env={"CHAMELEON_PROFILES": str(profiles)})
+    assert result.returncode == 0, result.stderr
+    table = read_arch_table(folder_out)
+    assert sorted(table.column("arch_id").to_pylist()) == ["net0", "net1", "net2"]
