@@ -147,3 +147,23 @@ def test_an_encoding_that_disagrees_with_the_table_is_refused(profiles_dir: Path
     other = [ManifestEntry(entries[0].arch_id, entries[0].path, {**entries[0].encoding, genes[0]: -1})]
     with pytest.raises(Exception, match="in the manifest"):
         measure_into_table(load_profile("fastcpu"), other, out)
+
+
+def test_a_second_writer_of_the_same_table_is_refused(profiles_dir: Path, mini: tuple[Path, list[str]],
+                                                       tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    folder, _ = mini
+    out = tmp_path / "table.parquet"
+    fd = os.open(tmp_path / "table.parquet.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a run in progress holds it
+    try:
+        result = run_bench("measure-networks", str(folder / "models" / "net0.onnx"), "--device", "fastcpu", "--out", str(out))
+        assert "another run is writing this table" in one_line_error(result)
+        assert not out.exists()
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    result = run_bench("measure-networks", str(folder / "models" / "net0.onnx"), "--device", "fastcpu", "--out", str(out))
+    assert result.returncode == 0, result.stderr
