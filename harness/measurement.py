@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")  # what a runner prepares: an operator signature, a model file
 
 
 @dataclass(frozen=True)
@@ -276,6 +278,19 @@ def _combine_summaries(batches: Sequence[Batch], round_median: float) -> TimingS
     percentile_cv = float(np.median(spreads)) if spreads and all(v is not None for v in spreads) else None
     return TimingStats(median_us=round_median, p10_us=None, p90_us=None, mean_us=mean, std_us=math.sqrt(variance),
                        min_us=float(min(mins)), runs=int(n.sum()), mad_us=None, percentile_cv=percentile_cv)
+
+
+def measure_prepared(items: Sequence[T], prepare: Callable[[T], PreparedOp],
+                     settings: MeasurementSettings) -> list[Measurement]:
+    """Prepare each item on the device (an operator signature, a model file), time them interleaved, release them all."""
+    ops: list[PreparedOp] = []
+    try:
+        for item in items:
+            ops.append(prepare(item))
+        return measure_interleaved(ops, settings)
+    finally:
+        for op in ops:
+            op.close()
 
 
 def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings) -> list[Measurement]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from harness.errors import DeviceUnavailable, InvalidModelFile
-from harness.measurement import Measurement, MeasurementSettings, PreparedOp, measure_interleaved
+from harness.measurement import Measurement, MeasurementSettings, PreparedOp, measure_prepared
 from harness.profiles import DeviceProfile
 from harness.runners import DeviceIdentity, make_runner
 
@@ -119,7 +119,7 @@ def measure_networks(
             progress(0, len(paths), None)
         for start in range(0, len(paths), settings.interleave_group):
             group = paths[start:start + settings.interleave_group]
-            for path, measurement in zip(group, _measure_group(runner, group, settings)):
+            for path, measurement in zip(group, measure_prepared(group, runner.prepare_file, settings)):
                 timings.append(_timing(path, measurement, identity, profile))
             if progress:
                 progress(len(timings), len(paths), group[-1])
@@ -133,17 +133,6 @@ def measure_network(profile: DeviceProfile, path: str | Path, settings: Measurem
                     runner: NetworkRunner | None = None) -> NetworkTiming:
     """Time one model file end to end (its rounds are interleaved with nothing)."""
     return measure_networks(profile, [path], settings, runner=runner)[0]
-
-
-def _measure_group(runner: NetworkRunner, group: Sequence[Path], settings: MeasurementSettings) -> list[Measurement]:
-    prepared: list[PreparedOp] = []
-    try:
-        for path in group:
-            prepared.append(runner.prepare_file(path))
-        return measure_interleaved(prepared, settings)
-    finally:
-        for op in prepared:
-            op.close()
 
 
 def _timing(path: Path, measurement: Measurement, identity: DeviceIdentity, profile: DeviceProfile) -> NetworkTiming:

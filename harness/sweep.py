@@ -18,7 +18,7 @@ from typing import Any, Callable
 from harness import __version__ as harness_version
 from harness import lut_store
 from harness.errors import LutFileError
-from harness.measurement import Measurement, MeasurementSettings, measure_interleaved
+from harness.measurement import Measurement, MeasurementSettings, measure_prepared
 from harness.plans import Plan
 from harness.profiles import DeviceProfile
 from harness.runners import DeviceIdentity, Runner, make_runner
@@ -120,17 +120,6 @@ def check_provenance(existing: Any, out: Path, device_id: str, identity: DeviceI
             )
 
 
-def _measure_group(runner: Runner, group: list[OpSignature], settings: MeasurementSettings) -> list[Measurement]:
-    ops = []
-    try:
-        for signature in group:
-            ops.append(runner.prepare(signature))
-        return measure_interleaved(ops, settings)
-    finally:
-        for op in ops:
-            op.close()
-
-
 def run_sweep(
     profile: DeviceProfile,
     plan: Plan,
@@ -167,7 +156,7 @@ def run_sweep(
             try:
                 for start in range(0, len(todo), settings.interleave_group):
                     group = todo[start:start + settings.interleave_group]
-                    for signature, measurement in zip(group, _measure_group(runner, group, settings)):
+                    for signature, measurement in zip(group, measure_prepared(group, runner.prepare, settings)):
                         timed_us += measurement.timed_total_us
                         writer.add(make_row(signature, measurement, identity, profile.name, profile.runtime.threads, session_id))
                         measured += 1
