@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
-from harness.errors import OutputNotWritable
+from harness.errors import OutputNotWritable, SweepLocked
 
 
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
@@ -42,4 +46,24 @@ def fsync_dir(folder: Path) -> None:
     except OSError:
         pass
     finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path.lock`` (one writer per file); another holder → :class:`SweepLocked` (``busy``, the lock named)."""
+    path = Path(path)
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise SweepLocked(f"{path}: {busy} (lock {lock_path})") from None
+        raise
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)

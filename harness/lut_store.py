@@ -12,8 +12,7 @@ its finished measurements in the parts, which the next sweep or
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import contextlib
 import os
 import time
 import uuid
@@ -27,8 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harness.atomic import write_atomically
-from harness.errors import LutFileError, OutputNotWritable, SweepLocked
+from harness.atomic import exclusive_lock, write_atomically
+from harness.errors import LutFileError, OutputNotWritable
 from harness.signature import OpSignature
 
 LUT_SCHEMA_VERSION = 1
@@ -299,21 +298,12 @@ class LutWriter:
     _pending: list[dict[str, Any]] = field(default_factory=list, init=False)
     _last_flush: float = field(default=0.0, init=False)
     _last_merge: float = field(default=0.0, init=False)
-    _lock_fd: int | None = field(default=None, init=False)
+    _lock: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False)
     _sequence: int = field(default=0, init=False)
     _token: str = field(default_factory=lambda: uuid.uuid4().hex[:8], init=False)
 
     def __enter__(self) -> "LutWriter":
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise SweepLocked(f"{self.path}: another sweep is writing this LUT (lock {lock_path})") from None
-            raise
-        self._lock_fd = fd
+        self._lock.enter_context(exclusive_lock(self.path, "another sweep is writing this LUT"))
         self._last_flush = self._last_merge = time.monotonic()
         if not self.path.exists():  # readable from the first moment, even if the sweep is killed
             write_lut_atomic(empty_table(), self.path)
@@ -324,10 +314,7 @@ class LutWriter:
             self.flush()
             fold_parts(self.path)
         finally:
-            if self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-                self._lock_fd = None
+            self._lock.close()
 
     def add(self, row: dict[str, Any]) -> None:
         self._pending.append(row)

@@ -33,14 +33,9 @@ ONNX Runtime cannot load or run is measured as failed (NaN) and the others go on
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import json
 import math
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,8 +46,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from harness import __version__
-from harness.atomic import write_atomically
-from harness.errors import ChameleonError, InvalidModelFile, OutputNotWritable, SweepLocked
+from harness.atomic import exclusive_lock, write_atomically
+from harness.errors import ChameleonError, InvalidModelFile, OutputNotWritable
 from harness.measurement import MeasurementSettings
 from harness.network_timing import NetworkRunner, measure_networks
 from harness.profiles import DeviceProfile
@@ -266,26 +261,9 @@ def measure_into_table(
     """
     out = Path(out)
     _check_writable(out)
-    with _exclusive(out):  # the table is read once and rewritten per group: one writer at a time
+    # The table is read once and rewritten per group: one writer at a time.
+    with exclusive_lock(out, "another run is writing this table"):
         return _measure_into_table(profile, entries, out, device, settings, runner, progress)
-
-
-@contextlib.contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    lock_path = out.with_name(out.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise SweepLocked(f"{out}: another run is writing this table (lock {lock_path})") from None
-        raise
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _measure_into_table(profile: DeviceProfile, entries: Sequence[ManifestEntry], out: Path, device: str | None,
