@@ -137,7 +137,7 @@ def read_manifest(sources: Sequence[str | Path]) -> list[ManifestEntry]:
 
 
 def _read_manifest_file(path: Path) -> list[ManifestEntry]:
-    table = _read_any(path, InvalidManifest, "manifest")
+    table = read_table_file(path, InvalidManifest, "manifest")
     if "arch_id" not in table.column_names:
         raise InvalidManifest(f"{path}: the manifest has no arch_id column (columns: {', '.join(table.column_names)})")
     path_column = next((c for c in PATH_COLUMNS if c in table.column_names), None)
@@ -158,13 +158,15 @@ def _read_manifest_file(path: Path) -> list[ManifestEntry]:
     return entries
 
 
-def _read_any(path: Path, error: type[ChameleonError], what: str) -> pa.Table:
+def read_table_file(path: Path, error: type[ChameleonError], what: str, default_format: str = "parquet") -> pa.Table:
+    """A CSV (``.csv``) or Parquet (``.parquet``/``.pq``) file as an Arrow table; other suffixes are read as
+    ``default_format``.  A missing or unreadable file is one line of ``error`` naming ``what`` it should be."""
+    suffix = path.suffix.lower()
+    as_csv = suffix == ".csv" or (suffix not in (".parquet", ".pq") and default_format == "csv")
     try:
-        if path.suffix.lower() == ".csv":
-            return pacsv.read_csv(path)
-        return pq.read_table(path)
+        return pacsv.read_csv(path) if as_csv else pq.read_table(path)
     except FileNotFoundError:
-        raise error(f"{path}: no such {what} file") from None
+        raise error(f"{path}: no such file (expected the {what})") from None
     except (OSError, pa.ArrowException) as problem:
         first = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
         raise error(f"{path}: cannot read the {what} ({first[:200]})") from None
@@ -174,7 +176,7 @@ def _read_any(path: Path, error: type[ChameleonError], what: str) -> pa.Table:
 def read_arch_table(path: str | Path) -> pa.Table:
     """An architecture latency table (Parquet or CSV), checked: a unique ``arch_id`` and float latency columns."""
     path = Path(path)
-    table = _read_any(path, InvalidArchTable, "architecture latency table")
+    table = read_table_file(path, InvalidArchTable, "architecture latency table")
     metadata = table.schema.metadata or {}
     kind = metadata.get(b"chameleon.file")
     if kind is not None and kind.decode() != FILE_KIND:

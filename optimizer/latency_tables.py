@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from harness.atomic import write_atomically
 from harness.errors import ChameleonError
+from harness.network_tables import read_table_file
 
 ARCH_ID = "arch_id"
 LATENCY_PREFIX = "latency_ms:"
@@ -120,27 +121,12 @@ def clean_latencies(values: Any) -> tuple[np.ndarray, int]:
     return x, int(bad.sum())
 
 
-def _read_arrow(path: Path) -> pa.Table:
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        import pyarrow.csv as pacsv
-
-        return pacsv.read_csv(path)
-    except FileNotFoundError:
-        raise LatencyTableError(f"{path}: no such file") from None
-    except (OSError, pa.ArrowException) as problem:
-        first = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
-        raise LatencyTableError(f"{path}: cannot read the latency table ({first})") from None
-
-
 def read_latency_table(path: str | Path, devices: Sequence[str] | None = None,
                        accuracy: str | None = None) -> LatencyTable:
     """Read and validate a latency table (see the module docstring for the format)."""
     path = Path(path)
-    return latency_table_from_arrow(_read_arrow(path), devices, accuracy, source=str(path))
+    table = read_table_file(path, LatencyTableError, "latency table", default_format="csv")
+    return latency_table_from_arrow(table, devices, accuracy, source=str(path))
 
 
 def latency_table_from_arrow(table: pa.Table, devices: Sequence[str] | None = None, accuracy: str | None = None,
