@@ -636,6 +636,9 @@ class TorchTrainer:
                 for process in processes:
                     if process.is_alive():
                         process.terminate()
+                # Join the pool's manager thread now: left for interpreter exit, its wake-up pipe may already be
+                # closed, and concurrent.futures' exit hook then prints a traceback after our one-line error.
+                pool.shutdown(wait=True)
 
     def _describe(self, key: tuple[int, ...]) -> str:
         return f"{self.space.name} (" + ", ".join(f"{n}={v}" for n, v in zip(self.space.gene_names, key)) + ")"
