@@ -219,7 +219,6 @@ def train_architecture(space_name: str, genes: Sequence[int] | np.ndarray, datas
     a loaded data set; ``checkpoint`` (a file) receives the trained weights.
     """
     import torch
-    from torch.nn import functional as F
 
     from optimizer.torch_networks import build_torch_network
 
@@ -234,47 +233,8 @@ def train_architecture(space_name: str, genes: Sequence[int] | np.ndarray, datas
         net = build_torch_network(space, x, seed=settings.seed)
         train_images, train_labels = data.train()
         held_images, held_labels = data.held_out()
-        inputs, labels = _resized(train_images, resolution), torch.from_numpy(train_labels)
-        n = len(labels)
-        per_epoch = [slice(i, i + settings.batch_size) for i in range(0, n, settings.batch_size)]
-        if n - per_epoch[-1].start < 2:  # batch norm needs 2 images where the last stage is 1x1
-            per_epoch.pop()
-        steps = settings.epochs * len(per_epoch)
-        decay, plain = [], []
-        for parameter in net.parameters():  # weight decay on conv and fc weights, not on batch-norm or biases
-            (plain if parameter.ndim <= 1 else decay).append(parameter)
-        groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": plain, "weight_decay": 0.0}]
-        if settings.optimizer == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum,
-                                        nesterov=settings.momentum > 0)
-        else:
-            optimizer = torch.optim.AdamW(groups, lr=settings.lr)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        order = torch.Generator().manual_seed(settings.seed)
-        net.train()
-        final_loss = math.nan
-        for _ in range(settings.epochs):
-            permutation = torch.randperm(n, generator=order)
-            total, count = 0.0, 0
-            for batch in per_epoch:
-                index = permutation[batch]
-                loss = F.cross_entropy(net(inputs[index]), labels[index], label_smoothing=settings.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += loss.item() * len(index)
-                count += len(index)
-            final_loss = total / count
-        if settings.recalibrate_bn:
-            _recalibrate_batch_norm(net, inputs, settings.batch_size)
-        net.eval()
-        held = _resized(held_images, resolution)
-        correct = 0
-        with torch.no_grad():
-            for i in range(0, len(held), 500):
-                correct += int((net(held[i:i + 500]).argmax(dim=1) == torch.from_numpy(held_labels[i:i + 500])).sum())
-        accuracy = correct / len(held_labels)
+        final_loss = fit_network(net, _resized(train_images, resolution), torch.from_numpy(train_labels), settings)
+        accuracy = network_accuracy(net, _resized(held_images, resolution), held_labels)
     seconds = time.perf_counter() - started
     result = TrainResult(space=space.name, genes=tuple(int(v) for v in x), accuracy=float(accuracy),
                          epochs=settings.epochs, train_seconds=float(seconds), final_loss=float(final_loss),
@@ -284,6 +244,80 @@ def train_architecture(space_name: str, genes: Sequence[int] | np.ndarray, datas
     if checkpoint is not None:
         _save_checkpoint(Path(checkpoint), net, result)
     return result
+
+
+def fit_network(net: Any, inputs: Any, labels: Any, settings: TrainingSettings, *, steps: int | None = None,
+                schedule: str = "cosine") -> float:
+    """Train ``net`` in place on tensors (NCHW inputs at its resolution, int64 labels); the last epoch's mean loss.
+
+    ``settings.epochs`` passes over the data, or exactly ``steps`` mini-batches
+    when given (NetAdapt's short-term fine-tune counts iterations), the data
+    reshuffled at each pass; ``schedule`` is "cosine" (to 0 over all steps) or
+    "constant".  Batch-norm statistics are recomputed at the end when the
+    settings say so.  Call under :func:`_deterministic` for repeatable results.
+    """
+    import torch
+    from torch.nn import functional as F
+
+    n = len(labels)
+    per_epoch = [slice(i, i + settings.batch_size) for i in range(0, n, settings.batch_size)]
+    if n - per_epoch[-1].start < 2:  # batch norm needs 2 images where the last stage is 1x1
+        per_epoch.pop()
+    if not per_epoch:
+        raise InvalidSettings(f"training needs at least 2 images, got {n}")
+    total_steps = settings.epochs * len(per_epoch) if steps is None else int(steps)
+    if total_steps < 1:
+        raise InvalidSettings(f"steps must be >= 1 (got {steps!r})")
+    decay, plain = [], []
+    for parameter in net.parameters():  # weight decay on conv and fc weights, not on batch-norm or biases
+        (plain if parameter.ndim <= 1 else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    if settings.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum,
+                                    nesterov=settings.momentum > 0)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=settings.lr)
+    if schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    elif schedule == "constant":
+        scheduler = None
+    else:
+        raise InvalidSettings(f"schedule must be 'cosine' or 'constant' (got {schedule!r})")
+    order = torch.Generator().manual_seed(settings.seed)
+    net.train()
+    final_loss = math.nan
+    taken = 0
+    while taken < total_steps:
+        permutation = torch.randperm(n, generator=order)
+        total, count = 0.0, 0
+        for batch in per_epoch[:total_steps - taken]:
+            index = permutation[batch]
+            loss = F.cross_entropy(net(inputs[index]), labels[index], label_smoothing=settings.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            total += loss.item() * len(index)
+            count += len(index)
+            taken += 1
+        final_loss = total / count
+    if settings.recalibrate_bn:
+        _recalibrate_batch_norm(net, inputs, settings.batch_size)
+    net.eval()
+    return float(final_loss)
+
+
+def network_accuracy(net: Any, images: Any, labels: np.ndarray) -> float:
+    """Top-1 accuracy of ``net`` (eval mode) on image tensors and numpy labels, as a fraction."""
+    import torch
+
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(images), 500):
+            correct += int((net(images[i:i + 500]).argmax(dim=1) == torch.from_numpy(np.asarray(labels[i:i + 500]))).sum())
+    return correct / len(labels)
 
 
 def _recalibrate_batch_norm(net: Any, inputs: Any, batch_size: int) -> None:
