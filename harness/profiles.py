@@ -86,6 +86,9 @@ class DeviceProfile:
     thermal: ThermalSpec = field(default_factory=ThermalSpec)
     energy: EnergySpec = field(default_factory=EnergySpec)
     source: Path | None = None
+    # Channel counts layer-wise tables are measured at (multiples of it): the width the device's kernels
+    # vectorise over, so a pruned layer never lands between two counts that cost the same.
+    channel_step: int = 8
 
 
 # --------------------------------------------------------------- loading
@@ -265,6 +268,7 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
         sample_hz=e.positive("sample_hz", float, 5000.0),
     )
     e.done()
+    channel_step = top.positive("channel_step", int, 8)
     top.done()
     return DeviceProfile(
         name=name,
@@ -276,6 +280,7 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
         thermal=thermal,
         energy=energy,
         source=path,
+        channel_step=channel_step,
     )
 
 
