@@ -286,18 +286,20 @@ def test_layer_lut_and_an_offline_run_that_flags_interpolated_entries(tmp_path, 
                                     "--json").stdout)
     assert again["measured"] == 0 and again["already_measured"] == document["entries"]
 
-    # Offline (no device): counts that combine two pruned groups are not in the layer-wise LUT: interpolated, flagged.
+    # Offline (no device), at a channel step of 4: counts off the LUT's step-8 grid are interpolated between
+    # measured ones, and flagged.
     out = tmp_path / "run"
-    result = run_optimize("netadapt", "--model", str(trained), "--lut", str(lut), "--no-measure", "--budget", "75%",
-                          "--out", str(out), "--short-term-steps", "2", "--long-term-epochs", "1", "--baselines", "none",
-                          "--initial-reduction", "8%", "--workers", "1", "--json")
+    offline = ("netadapt", "--model", str(trained), "--lut", str(lut), "--no-measure", "--budget", "80%",
+               "--out", str(out), "--short-term-steps", "2", "--long-term-epochs", "1", "--baselines", "none",
+               "--initial-reduction", "8%", "--workers", "1", "--channel-step", "4")
+    result = run_optimize(*offline, "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["device"] is None and document["entries_measured"] == 0
     assert all(it["measured_ms"] is None for it in document["iterations"])
-    flagged = [it for it in document["iterations"] if it["interpolated"]]
-    assert flagged, "a run of several iterations offline meets some count the layer-wise LUT lacks"
-    text = run_optimize("netadapt", "--model", str(trained), "--lut", str(lut), "--no-measure", "--budget", "75%",
-                        "--out", str(out), "--short-term-steps", "2", "--long-term-epochs", "1", "--baselines", "none",
-                        "--initial-reduction", "8%", "--workers", "1")
+    measured = set(LatencyTable(lut).values)
+    for it in document["iterations"]:  # flagged exactly where the LUT has no entry
+        assert set(it["interpolated"]) == {key for key in it["units"] if key not in measured}
+    assert any(it["interpolated"] for it in document["iterations"])
+    text = run_optimize(*offline)
     assert text.returncode == 0 and "interpolated between measured channel counts" in text.stdout
