@@ -98,9 +98,11 @@ def _start_slow_sweep(profiles_dir: Path, tmp_path: Path, **popen) -> tuple[subp
     plan_file.write_text(small_plan_yaml("bigger", list(range(8, 8 * 21, 8))))
     out = tmp_path / "lut.parquet"
     env = {**os.environ, "CHAMELEON_PROFILES": str(profiles_dir)}
+    # Ctrl-C as in a terminal: a shell that starts a job in the background (`.ci/run &`) makes it ignore SIGINT,
+    # children inherit that, and Python then installs no KeyboardInterrupt handler; restore the default first.
     process = subprocess.Popen(
         [sys.executable, "-m", "harness", "sweep", "--device", "slowcpu", "--plan", str(plan_file), "--out", str(out)],
-        stdin=subprocess.DEVNULL, env=env, **popen,
+        stdin=subprocess.DEVNULL, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen,
     )
     return process, plan_file, out
 
