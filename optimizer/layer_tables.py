@@ -27,7 +27,6 @@ Every model has ``estimate(units) -> ResourceEstimate`` and
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,14 +222,6 @@ class MacsCount:
 
     def estimate(self, units: Sequence[OpSignature]) -> ResourceEstimate:
         return ResourceEstimate(sum(s.macs for s in units) / 1e6)
-
-
-def network_macs(units: Sequence[OpSignature]) -> int:
-    return int(sum(s.macs for s in units))
-
-
-def _isfinite(value: float) -> bool:
-    return isinstance(value, float) and math.isfinite(value)
 
 
 def layer_grid(units: Sequence[OpSignature], step: int) -> list[OpSignature]:

@@ -953,8 +953,6 @@ class NetAdaptRun:
         ``REFERENCE_ATTEMPTS`` times), keeping the batch closest to them; the
         drift of the batch kept is recorded with every figure.
         """
-        from harness.network_timing import measure_networks
-
         known = state.setdefault("timings", {})
         digests = {str(p): file_digest(p) for p in paths}
         todo = list(dict.fromkeys(Path(p) for p in paths if digests[str(p)] not in known))
