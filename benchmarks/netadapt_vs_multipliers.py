@@ -148,7 +148,9 @@ def main() -> int:
         "correction": result.correction,
         "iterations": len(result.iterations) - 1,
         "verification_reference_drift": drift,
-        "entries_measured": result.entries_measured,
+        "entries_measured": result.entries_measured,  # by this invocation (0 when everything was resumed)
+        "lut_entries": len(LatencyTable(lut).values),
+        "start_units": len(set(s.key for s in units)) + 1,  # + the overhead probe
         "stopped": result.stopped,
         "iteration_latency_error": {"max_abs": max(map(abs, errors)), "mean_abs": sum(map(abs, errors)) / len(errors),
                                     "within_10pct": sum(abs(e) <= 0.10 for e in errors) / len(errors)},
@@ -189,8 +191,9 @@ def _markdown(summary: dict) -> str:
 
     lines = [f"# NetAdapt vs width multipliers ({summary['device']}, start {summary['start']}, "
              f"{summary['start_estimate_ms']:.4f} ms estimated)", "",
-             f"{summary['iterations']} iterations ({summary['stopped']}); {summary['entries_measured']} layer entries "
-             f"measured on demand; iteration networks' LUT estimate vs measured: max |error| "
+             f"{summary['iterations']} iterations ({summary['stopped']}); the layer-wise LUT holds {summary['lut_entries']} "
+             f"entries: the start network's {summary['start_units']} and {summary['lut_entries'] - summary['start_units']} "
+             f"channel counts NetAdapt measured on demand; iteration networks' LUT estimate vs measured: max |error| "
              f"{summary['iteration_latency_error']['max_abs']:.1%}, mean {summary['iteration_latency_error']['mean_abs']:.1%}, "
              f"{summary['iteration_latency_error']['within_10pct']:.0%} within ±10% (every network measured again side by "
              f"side at the end, median of {summary['settings']['verify_batches']} batches; the reference networks were "
