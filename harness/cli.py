@@ -8,7 +8,6 @@ user can fix is one line on stderr and exit code 2.
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from harness import __version__, lut_store
-from harness.cli_common import emit_json, run_app, stderr, stdout
+from harness.cli_common import emit_json, run_app, sigterm_as_ctrl_c, stderr, stdout
 from harness.errors import ChameleonError
 from harness.lut_summary import summarize_lut
 from harness.plans import available_plans, count_by_kind, load_plan
@@ -80,12 +79,10 @@ def sweep(
         label = "" if signature is None else f"{signature.kind} {signature.c_in}x{signature.h}x{signature.w}→{signature.c_out} {signature.dtype}"
         progress.update(task, completed=done, total=total, op=label)
 
-    # SIGTERM stops a sweep the way Ctrl-C does: everything measured is kept.
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        result = run_sweep(profile, sweep_plan, target, on_progress=on_progress, limit=limit)
+        with sigterm_as_ctrl_c():  # the sweep keeps everything measured, and says so
+            result = run_sweep(profile, sweep_plan, target, on_progress=on_progress, limit=limit)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if progress.live.is_started:
             progress.stop()
 
@@ -112,10 +109,6 @@ def with_adb_device(profile: Any, adb: str) -> Any:
     is_address = ":" in adb
     transport = dataclasses.replace(profile.transport, address=adb if is_address else None, serial=None if is_address else adb)
     return dataclasses.replace(profile, transport=transport)
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 # ------------------------------------------------------- measure-networks
@@ -145,14 +138,11 @@ def measure_networks_command(
             progress.start()
         progress.update(task, completed=done, total=total, arch=arch_id or "")
 
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        result = measure_into_table(profile, entries, out_path, progress=on_progress)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: {out_path} keeps what was measured; run the same command again to measure the rest")
-        raise typer.Exit(130)
+        with sigterm_as_ctrl_c(f"interrupted: {out_path} keeps what was measured; run the same command again to "
+                               f"measure the rest"):
+            result = measure_into_table(profile, entries, out_path, progress=on_progress)
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if progress.live.is_started:
             progress.stop()
     if as_json:

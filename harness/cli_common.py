@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -27,3 +30,27 @@ def run_app(app: typer.Typer) -> None:
     except ChameleonError as problem:
         stderr.print(f"error: {problem}", markup=False, soft_wrap=True)
         sys.exit(problem.exit_code)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_ctrl_c(interrupted: str | None = None) -> Iterator[None]:
+    """SIGTERM stops the block the way Ctrl-C does (a KeyboardInterrupt), so what finished is kept either way.
+
+    With ``interrupted``, an interrupt prints that line on stderr and exits
+    130; without, the KeyboardInterrupt goes on to the caller (a sweep
+    catches it itself and reports what it kept).
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        stderr.print(interrupted, soft_wrap=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)

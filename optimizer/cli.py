@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from harness.cli_common import emit_json, run_app, stdout
+from harness.cli_common import emit_json, run_app, sigterm_as_ctrl_c, stdout
 from harness.errors import ChameleonError, InvalidSignature, OutputNotWritable
 from harness.signature import parse_signature
 from optimizer.latency_lut import LutLatencyModel
@@ -147,7 +147,6 @@ def build_predictor(
 
 def _build_predictor_by_training(space, data, observations, out, target, budget, initial, p, q, epochs, workers,
                                  pool_size, checkpoints, seed, as_json) -> None:
-    import signal
     from dataclasses import asdict, replace
 
     from harness.cli_common import stderr
@@ -168,21 +167,12 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
     def on_round(record, predictor) -> None:
         stderr.print(f"round {record.round}: {record.n_samples} trained, LOO MSE {record.loo_mse:.3g}", soft_wrap=True)
 
-    def interrupt(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    # SIGTERM stops training the way Ctrl-C does: the workers are stopped, finished trainings kept.
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
+    # Ctrl-C or SIGTERM: the workers are stopped, finished trainings kept.
+    with sigterm_as_ctrl_c(f"interrupted: finished trainings are kept in {observations}; run the same command again "
+                           f"to go on"):
         predictor, history, trainer = build_predictor_by_training(
             space, data, observations, settings=settings, pool_size=pool_size, initial=initial, p=p, q=q,
             budget=budget, seed=seed, workers=workers, checkpoints=checkpoints, on_round=on_round)
-    except KeyboardInterrupt:
-        stderr.print(f"interrupted: finished trainings are kept in {observations}; run the same command again to go on",
-                     soft_wrap=True)
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     predictor.save(out)
     best = int(predictor.y_train_.argmax())
     report = {
@@ -259,7 +249,6 @@ def pipeline(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """The main job: sweep this device, build the accuracy predictor from real trainings, search, export, measure again."""
-    import signal
 
     from harness.cli_common import stderr
     from optimizer.pipeline import PipelineConfig, run_pipeline
@@ -273,17 +262,8 @@ def pipeline(
                             initial=min(initial, trainings), per_round=per_round, pool=pool, epochs=epochs,
                             workers=workers, calibration=calibration, seed=seed, generations=generations)
 
-    def interrupt(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)  # SIGTERM stops it the way Ctrl-C does
-    try:
+    with sigterm_as_ctrl_c(f"interrupted: what finished is kept in {out}; run the same command again to go on"):
         result = run_pipeline(config, console=stderr)
-    except KeyboardInterrupt:
-        stderr.print(f"interrupted: what finished is kept in {out}; run the same command again to go on", soft_wrap=True)
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if as_json:
         emit_json(result.to_json())
         return
@@ -535,7 +515,6 @@ def netadapt(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """NetAdapt: prune a trained network to a budget, layer by layer, guided by the device's layer-wise LUT."""
-    import signal
 
     from harness.cli_common import stderr
     from optimizer.datasets import load_dataset
@@ -595,17 +574,8 @@ def netadapt(
                       profile=profile, baselines=multipliers, calibration=calibration,
                       workers=workers or available_cores(), console=stderr)
 
-    def interrupt(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
+    with sigterm_as_ctrl_c(f"interrupted: finished iterations are kept in {out}; run the same command again to go on"):
         result = run.run()
-    except KeyboardInterrupt:
-        stderr.print(f"interrupted: finished iterations are kept in {out}; run the same command again to go on", soft_wrap=True)
-        raise typer.Exit(130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if as_json:
         emit_json(result.to_json())
         return
