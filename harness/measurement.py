@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -177,6 +177,14 @@ class Measurement:
     throttled: bool | None = None  # any round throttled; None where the runner cannot tell
     temperature_c: float | None = None  # hottest reading over the rounds
     cpu_freq_khz: int | None = None  # lowest reading over the rounds
+
+    def columns(self) -> dict[str, Any]:
+        """The figures as the LUT's (and network timings') columns, by name."""
+        stats = self.stats
+        return {"median_us": stats.median_us, "p10_us": stats.p10_us, "p90_us": stats.p90_us, "mean_us": stats.mean_us,
+                "std_us": stats.std_us, "min_us": stats.min_us, "runs": stats.runs, "warmup_runs": self.warmup_runs,
+                "cv": stats.cv, "attempts": self.attempts, "timed_total_us": self.timed_total_us,
+                "throttled": self.throttled, "temperature_c": self.temperature_c, "cpu_freq_khz": self.cpu_freq_khz}
 
 
 def summarize(samples_us: Sequence[float]) -> TimingStats:

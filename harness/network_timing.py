@@ -136,20 +136,9 @@ def measure_network(profile: DeviceProfile, path: str | Path, settings: Measurem
 
 
 def _timing(path: Path, measurement: Measurement, identity: DeviceIdentity, profile: DeviceProfile) -> NetworkTiming:
-    stats = measurement.stats
     return NetworkTiming(
         path=path,
-        median_us=stats.median_us,
-        p10_us=stats.p10_us,
-        p90_us=stats.p90_us,
-        mean_us=stats.mean_us,
-        std_us=stats.std_us,
-        min_us=stats.min_us,
-        runs=stats.runs,
-        warmup_runs=measurement.warmup_runs,
-        cv=stats.cv,
-        attempts=measurement.attempts,
-        timed_total_us=measurement.timed_total_us,
+        **measurement.columns(),
         device_id=profile.name,
         device_model=identity.model,
         runtime=identity.runtime,
@@ -157,7 +146,4 @@ def _timing(path: Path, measurement: Measurement, identity: DeviceIdentity, prof
         provider=identity.provider,
         threads=profile.runtime.threads,
         measured_at=datetime.now(timezone.utc),
-        throttled=measurement.throttled,
-        temperature_c=measurement.temperature_c,
-        cpu_freq_khz=measurement.cpu_freq_khz,
     )

@@ -67,24 +67,10 @@ def signatures_for_device(plan: Plan, profile: DeviceProfile) -> tuple[list[OpSi
 
 def make_row(signature: OpSignature, measurement: Measurement, identity: DeviceIdentity, device_id: str,
              threads: int, session_id: str) -> dict[str, Any]:
-    stats = measurement.stats
     row = signature.to_record()
     row.update(
         signature=signature.key,
-        median_us=stats.median_us,
-        p10_us=stats.p10_us,
-        p90_us=stats.p90_us,
-        mean_us=stats.mean_us,
-        std_us=stats.std_us,
-        min_us=stats.min_us,
-        runs=stats.runs,
-        warmup_runs=measurement.warmup_runs,
-        cv=stats.cv,
-        attempts=measurement.attempts,
-        timed_total_us=measurement.timed_total_us,
-        throttled=measurement.throttled,
-        temperature_c=measurement.temperature_c,
-        cpu_freq_khz=measurement.cpu_freq_khz,
+        **measurement.columns(),
         device_id=device_id,
         device_model=identity.model,
         runtime=identity.runtime,
