@@ -344,8 +344,32 @@ def run_jobs(jobs: Sequence[TrainJob], dataset: Any, workers: int, on_done: Call
 
 
 # ------------------------------------------------------------------ records
+@dataclass(kw_only=True)
+class EndToEnd:
+    """A network's end-to-end measurement on the device, beside its ``estimate`` (ms; None where not measured)."""
+
+    measured_ms: float | None = None
+    measured_p10_ms: float | None = None
+    measured_p90_ms: float | None = None
+    reference_drift: float | None = None  # how far the reference networks were off in the batch it was measured in
+
+    @property
+    def latency_error(self) -> float | None:
+        """(estimate − measured) / measured, for latency measured on a device."""
+        if self.measured_ms is None:
+            return None
+        return self.estimate / self.measured_ms - 1  # type: ignore[attr-defined]
+
+    def take(self, timing: dict[str, float]) -> None:
+        """Record a timing of :meth:`NetAdaptRun._measure_files` (µs) as this network's measurement."""
+        self.measured_ms = timing["median_us"] / 1000
+        self.measured_p10_ms = timing["p10_us"] / 1000
+        self.measured_p90_ms = timing["p90_us"] / 1000
+        self.reference_drift = timing.get("reference_drift")
+
+
 @dataclass
-class Iteration:
+class Iteration(EndToEnd):
     """One network of the run: the start (index 0) or the winner of iteration ``index``."""
 
     index: int
@@ -364,22 +388,11 @@ class Iteration:
     macs: int
     checkpoint: str
     onnx: str
-    measured_ms: float | None = None  # end to end on the device
-    measured_p10_ms: float | None = None
-    measured_p90_ms: float | None = None
-    reference_drift: float | None = None  # how far the reference network was off in the batch it was measured in
     seconds: float = 0.0
-
-    @property
-    def latency_error(self) -> float | None:
-        """(estimate − measured) / measured, for latency measured on a device."""
-        if self.measured_ms is None:
-            return None
-        return self.estimate / self.measured_ms - 1
 
 
 @dataclass
-class Final:
+class Final(EndToEnd):
     """A network long-term fine-tuned for one budget (or a width-multiplier baseline trained alike)."""
 
     name: str
@@ -392,19 +405,9 @@ class Final:
     macs: int
     checkpoint: str
     onnx: str
-    measured_ms: float | None = None
-    measured_p10_ms: float | None = None
-    measured_p90_ms: float | None = None
     within_budget: bool | None = None
     multiplier: float | None = None
-    reference_drift: float | None = None
     seconds: float = 0.0
-
-    @property
-    def latency_error(self) -> float | None:
-        if self.measured_ms is None:
-            return None
-        return self.estimate / self.measured_ms - 1
 
 
 @dataclass
@@ -911,34 +914,23 @@ class NetAdaptRun:
         self._say(f"measuring {len(todo)} network(s) end to end on {self.profile.name}")
         timings = self._measure_files([Path(it.onnx) for it in todo], state)
         for it in todo:
-            timing = timings[it.onnx]
-            it.measured_ms, it.measured_p10_ms, it.measured_p90_ms = (timing["median_us"] / 1000, timing["p10_us"] / 1000,
-                                                                      timing["p90_us"] / 1000)
-            it.reference_drift = timing.get("reference_drift")
+            it.take(timings[it.onnx])
             self._say(f"    iteration {it.index}: measured {it.measured_ms:.4g} ms against {it.estimate:.4g} ms "
                       f"estimated ({it.latency_error:+.1%})")
         return True
 
     def _measure_finals(self, records: Sequence[Final], state: dict[str, Any]) -> None:
-        for record in records:
-            if record.budget is not None:
-                record.within_budget = None
-        if self.profile is None or self.settings.resource != "latency":
-            for record in records:
-                if record.budget is not None:
-                    record.within_budget = record.estimate <= record.budget
-            return
-        todo = [r for r in records if r.measured_ms is None]
+        """Measure the networks not measured yet (one batch), then judge each final against its budget:
+        as measured on a device, else as estimated."""
+        on_device = self.profile is not None and self.settings.resource == "latency"
+        todo = [r for r in records if r.measured_ms is None] if on_device else []
         if todo:
             timings = self._measure_files([Path(r.onnx) for r in todo], state)
             for r in todo:
-                timing = timings[r.onnx]
-                r.measured_ms, r.measured_p10_ms, r.measured_p90_ms = (timing["median_us"] / 1000,
-                                                                       timing["p10_us"] / 1000, timing["p90_us"] / 1000)
-                r.reference_drift = timing.get("reference_drift")
+                r.take(timings[r.onnx])
         for record in records:
             if record.budget is not None:
-                record.within_budget = record.measured_ms <= record.budget
+                record.within_budget = (record.measured_ms if on_device else record.estimate) <= record.budget
 
     def _measure_files(self, paths: Sequence[Path], state: dict[str, Any]) -> dict[str, dict[str, float]]:
         """End-to-end timings of ONNX files on the profile's device, cached in the state by file content.
