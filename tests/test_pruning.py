@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -11,6 +10,8 @@ from harness.signature import INVERTED_RESIDUAL
 from optimizer.pruning import ChannelStructure, InvalidPruning
 from optimizer.spaces import get_space
 from optimizer.torch_networks import build_torch_network
+
+from torch_helpers import assert_export_computes_the_same, perturb_batch_norms
 
 MINI = get_space("chamnet-mobile-mini")
 RES = get_space("chamnet-res")
@@ -24,19 +25,8 @@ def mini_network(seed: int = 3):
             x[MINI.index(name)] = MINI.high[MINI.index(name)]
     x[MINI.index("resolution")] = 32
     net = build_torch_network(MINI, x, seed=1).eval()
-    randomise_batch_norm(net)
+    perturb_batch_norms(net)
     return net
-
-
-def randomise_batch_norm(net) -> None:
-    generator = torch.Generator().manual_seed(0)
-    for module in net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
-            module.bias.data.copy_(torch.rand(n, generator=generator) - 0.5)
 
 
 def test_groups_tie_residual_stages_and_fix_input_and_output() -> None:
@@ -139,19 +129,13 @@ def test_a_pruned_network_exports_to_the_harness_model_and_computes_the_same(tmp
         if options:
             sizes[g.index] = options[len(options) // 2]
     pruned = structure.prune(net, sizes).eval()
-    path = pruned.export_onnx(tmp_path / "pruned.onnx")
-    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x})[0]
-    with torch.no_grad():
-        want = pruned(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
+    assert_export_computes_the_same(pruned, tmp_path / "pruned.onnx")
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in net.parameters())
 
 
 def test_resnet_bottlenecks_prune_as_units() -> None:
     net = build_torch_network(RES, RES.low, seed=0).eval()
-    randomise_batch_norm(net)
+    perturb_batch_norms(net)
     structure = ChannelStructure(net.signatures)
     kinds = {g.kind for g in structure.groups}
     assert kinds == {"width", "expansion"}

@@ -16,7 +16,9 @@ from onnx import numpy_helper
 from harness.errors import InvalidSignature
 from harness.onnx_models import build_network
 from optimizer.spaces import get_space
-from optimizer.torch_networks import Network, build_torch_network
+from optimizer.torch_networks import build_torch_network
+
+from torch_helpers import perturb_batch_norms
 
 
 def _small_architecture(name: str) -> np.ndarray:
@@ -28,18 +30,6 @@ def _small_architecture(name: str) -> np.ndarray:
         for s in range(1, 5):
             x[space.index(f"n{s}")] = 1 + (s == 2)
     return x
-
-
-def _perturb_batch_norms(net: Network, seed: int = 0) -> None:
-    """Untrained BN is the identity; give it statistics so that folding is really tested."""
-    g = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
 
 
 def _conv_like_nodes(model: onnx.ModelProto) -> Counter:
@@ -63,7 +53,7 @@ def test_torch_network_export_matches_the_space_and_pytorch(name, tmp_path):
     x = _small_architecture(name)
     net = build_torch_network(space, x, seed=3)
     assert net.signatures == space.signatures(x)
-    _perturb_batch_norms(net)
+    perturb_batch_norms(net)
     net.eval()
     inp = torch.randn(2, *net.input_shape[1:], generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

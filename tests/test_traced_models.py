@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -11,6 +10,8 @@ from torch.nn import functional as F
 
 from optimizer.pruning import ChannelStructure
 from optimizer.traced_models import UntraceableModel, network_from_module
+
+from torch_helpers import assert_export_computes_the_same, perturb_batch_norms
 
 
 def conv_bn(c_in: int, c_out: int, stride: int, groups: int = 1, kernel: int = 3) -> list[nn.Module]:
@@ -27,12 +28,7 @@ def mobilenet_v1(width: int = 16, classes: int = 10) -> nn.Module:
         c = c_out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(c, classes)]
     model = nn.Sequential(*layers)
-    generator = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=generator) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+    perturb_batch_norms(model)
     return model.eval()
 
 
@@ -86,13 +82,7 @@ def test_a_traced_model_prunes_depthwise_pairs_together_and_exports(tmp_path) ->
     assert len(structure.groups) == 5
     sizes = {g.index: g.channels // 2 for g in structure.groups}
     pruned = structure.prune(net, sizes).eval()
-    path = pruned.export_onnx(tmp_path / "pruned.onnx")
-    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x})[0]
-    with torch.no_grad():
-        want = pruned(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
+    assert_export_computes_the_same(pruned, tmp_path / "pruned.onnx")
 
 
 def test_branches_are_refused_in_one_line() -> None:
