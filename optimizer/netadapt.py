@@ -35,13 +35,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -281,16 +278,13 @@ def _worker_job(job: TrainJob) -> JobResult:
     return run_job(job, training._WORKER_DATASET)
 
 
-def run_jobs(jobs: Sequence[TrainJob], dataset: Any, workers: int, on_done: Callable[[JobResult], None] | None = None,
-             ) -> Iterator[JobResult]:
+def run_jobs(jobs: Sequence[TrainJob], dataset: Any, workers: int) -> Iterator[JobResult]:
     """Run jobs in ``workers`` spawned processes (inline for one), yielding results as they finish.
 
     A failing job is one :class:`~optimizer.training.TrainingFailed` line;
     the jobs in flight are stopped (the same discipline as the trainer).
     """
-    import multiprocessing
-
-    from optimizer.training import TrainingFailed, _first_line, _worker_init
+    from optimizer.training import TrainingFailed, _first_line, run_in_workers
 
     if not jobs:
         return
@@ -302,45 +296,10 @@ def run_jobs(jobs: Sequence[TrainJob], dataset: Any, workers: int, on_done: Call
                 raise
             except Exception as problem:
                 raise TrainingFailed(f"training {job.name} failed: {_first_line(problem)}") from None
-            if on_done:
-                on_done(result)
             yield result
         return
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_init, initargs=(dataset, os.getpid()))
-    futures: dict[Future, TrainJob] = {}
-    finished = False
-    try:
-        for job in jobs:
-            futures[pool.submit(_worker_job, job)] = job
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = futures[future]
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    raise TrainingFailed(f"a training worker process died (killed, or out of memory?) while training "
-                                         f"{job.name}") from None
-                except ChameleonError as problem:
-                    raise problem from None
-                except Exception as problem:
-                    raise TrainingFailed(f"training {job.name} failed: {_first_line(problem)}") from None
-                if on_done:
-                    on_done(result)
-                yield result
-        finished = True
-    finally:
-        if finished:
-            pool.shutdown(wait=True)
-        else:
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                if process.is_alive():
-                    process.terminate()
-            pool.shutdown(wait=True)
+    for _, result in run_in_workers([(_worker_job, (job,)) for job in jobs], dataset, workers, lambda i: jobs[i].name):
+        yield result
 
 
 # ------------------------------------------------------------------ records

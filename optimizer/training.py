@@ -542,6 +542,63 @@ def _first_line(problem: BaseException) -> str:
     return f"{type(problem).__name__}: {text.splitlines()[0]}" if text else type(problem).__name__
 
 
+@contextmanager
+def _worker_pool(dataset: ImageDataset, workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Spawned training processes (one thread each, holding ``dataset``, dying with this one).
+
+    Left normally, the pool is joined; left by an error, Ctrl-C or an
+    abandoned generator, the trainings in flight are stopped at once.
+    """
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(dataset, os.getpid()))
+    finished = False
+    try:
+        yield pool
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+            # Join the pool's manager thread now: left for interpreter exit, its wake-up pipe may already be
+            # closed, and concurrent.futures' exit hook then prints a traceback after our one-line error.
+            pool.shutdown(wait=True)
+
+
+def run_in_workers(calls: Sequence[tuple[Any, tuple]], dataset: ImageDataset, workers: int,
+                   describe: Any, after_death: str = "") -> Iterator[tuple[int, Any]]:
+    """Run ``(function, args)`` calls in up to ``workers`` spawned processes; yield ``(index, result)`` as they finish.
+
+    Functions run in the workers with the data set at hand (``_WORKER_DATASET``);
+    results that finish together come in call order.  A failure is one
+    :class:`TrainingFailed` line naming ``describe(index)`` (``after_death``
+    is added when a worker process died), and the calls in flight are stopped.
+    """
+    with _worker_pool(dataset, min(workers, len(calls))) as pool:
+        futures: dict[Future, int] = {pool.submit(function, *args): i for i, (function, args) in enumerate(calls)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=futures.__getitem__):
+                i = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise TrainingFailed(f"a training worker process died (killed, or out of memory?) while training "
+                                         f"{describe(i)}{after_death}") from None
+                except ChameleonError as problem:
+                    raise problem from None
+                except Exception as problem:
+                    raise TrainingFailed(f"training {describe(i)} failed: {_first_line(problem)}") from None
+                yield i, result
+
+
 class TorchTrainer:
     """Trains architectures of ``space`` on a data set, in parallel, recording each in ``observations``.
 
@@ -634,45 +691,11 @@ class TorchTrainer:
                 bar.stop()
 
     def _run_pool(self, todo: list[tuple[int, ...]], bar: Any) -> Iterator[TrainResult]:
-        import multiprocessing
-
-        pool = ProcessPoolExecutor(max_workers=min(self.workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_worker_init, initargs=(self.dataset, os.getpid()))
-        futures: dict[Future, tuple[int, ...]] = {}
-        finished = False
-        try:
-            for key in todo:
-                futures[pool.submit(_worker_train, self.space.name, list(key), self.settings, self._checkpoint(key))] = key
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: todo.index(futures[f])):
-                    key = futures[future]
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool:
-                        raise TrainingFailed(
-                            f"a training worker process died (killed, or out of memory?) while training "
-                            f"{self._describe(key)}; the trainings finished before are kept in {self.observations}") from None
-                    except ChameleonError as problem:
-                        raise problem from None
-                    except Exception as problem:
-                        raise TrainingFailed(f"training {self._describe(key)} failed: {_first_line(problem)}") from None
-                    self._advance(bar, result)
-                    yield result
-            finished = True
-        finally:
-            if finished:
-                pool.shutdown(wait=True)
-            else:  # an error, Ctrl-C or an abandoned generator: stop the trainings in flight now
-                processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
-                pool.shutdown(wait=False, cancel_futures=True)
-                for process in processes:
-                    if process.is_alive():
-                        process.terminate()
-                # Join the pool's manager thread now: left for interpreter exit, its wake-up pipe may already be
-                # closed, and concurrent.futures' exit hook then prints a traceback after our one-line error.
-                pool.shutdown(wait=True)
+        calls = [(_worker_train, (self.space.name, list(key), self.settings, self._checkpoint(key))) for key in todo]
+        for _, result in run_in_workers(calls, self.dataset, self.workers, lambda i: self._describe(todo[i]),
+                                        f"; the trainings finished before are kept in {self.observations}"):
+            self._advance(bar, result)
+            yield result
 
     def _describe(self, key: tuple[int, ...]) -> str:
         return f"{self.space.name} (" + ", ".join(f"{n}={v}" for n, v in zip(self.space.gene_names, key)) + ")"
