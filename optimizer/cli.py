@@ -106,7 +106,7 @@ def _print_choices(space, choices, document) -> None:
 @app.command("build-predictor")
 def build_predictor(
     observations: Optional[Path] = typer.Option(None, "--observations", help="Parquet/CSV: one column per gene + the target. With --data: where trainings are appended (default: next to --out)."),
-    data: Optional[str] = typer.Option(None, "--data", help="Train for real on this data set: 'digits' or an ImageFolder-style folder (one sub-folder per class)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Train for real on this data set: 'digits', 'mnist-5k', 'glyphs' (built in) or an ImageFolder-style folder (one sub-folder per class)."),
     space_name: str = typer.Option("chamnet-mobile", "--space"),
     target: str = typer.Option("accuracy", "--target", help="accuracy (Algorithm 1) or energy_mj (exploration only; not with --data)."),
     out: Path = typer.Option(..., "--out", help="Where to save the predictor (JSON)."),
@@ -235,7 +235,7 @@ def pipeline(
     out: Path = typer.Option(Path("chameleon-run"), "--out", "-o", help="Output folder (every step is cached there; re-run to resume)."),
     device: str = typer.Option("xeon", "--device", "-d", help="Device profile to measure on (a local one: the exports are timed end to end)."),
     space_name: str = typer.Option("chamnet-mobile-mini", "--space", help="Search space (the reduced chamnet-mobile-mini by default)."),
-    data: str = typer.Option("digits", "--data", help="Data set: 'digits' (scikit-learn's, offline) or an ImageFolder-style folder."),
+    data: str = typer.Option("digits", "--data", help="Data set: 'digits', 'mnist-5k', 'glyphs' (built in, offline) or an ImageFolder-style folder."),
     latency: Optional[str] = typer.Option(None, "--latency", help="Latency budget, e.g. 0.2ms (default: the predicted latency of the uniform half-width 48 px baseline)."),
     trainings: int = typer.Option(48, "--trainings", min=2, help="Networks Algorithm 1 trains for the accuracy predictor."),
     initial: int = typer.Option(16, "--initial", min=2, help="Networks trained before the first GP fit."),
@@ -495,7 +495,7 @@ def netadapt(
     model: Path = typer.Option(..., "--model", help="The trained network: a trainer checkpoint (pipeline's checkpoints/*.pt) or a NetAdapt one."),
     lut: Optional[Path] = typer.Option(None, "--lut", help="The device's LUT (layer-wise table; missing channel counts are measured into it). Needed for latency."),
     budget: list[str] = typer.Option(..., "--budget", help="Budget: 0.15ms, 30mJ, 2MMACs or 60% of the start; repeat for several (the run goes to the tightest)."),
-    data: str = typer.Option("digits", "--data", help="Data set the model was trained on: 'digits' or an ImageFolder-style folder."),
+    data: str = typer.Option("digits", "--data", help="Data set the model was trained on: 'digits', 'mnist-5k', 'glyphs' or an ImageFolder-style folder."),
     out: Path = typer.Option(Path("netadapt-run"), "--out", "-o", help="Run folder (every iteration is saved there; re-run to resume)."),
     device: Optional[str] = typer.Option(None, "--device", "-d", help="Device profile that measures missing entries and whole networks (default: the LUT's device)."),
     no_measure: bool = typer.Option(False, "--no-measure", help="Measure nothing: interpolate missing channel counts from the LUT (flagged), no end-to-end check."),

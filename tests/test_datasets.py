@@ -1,4 +1,4 @@
-"""Data sets for training: digits and ImageFolder folders, ChamNet's held-out split, one-line errors."""
+"""Data sets for training: digits, mnist-5k, the generated glyphs and ImageFolder folders, ChamNet's held-out split, one-line errors."""
 
 from __future__ import annotations
 
@@ -116,3 +116,40 @@ def test_bad_data_is_one_line_on_the_command_line(tmp_path: Path) -> None:
     line = one_line_error(run_optimize(*base, "--data", str(short)))
     assert "'dogs' has 12" in line and "50 are held out" in line
     assert not (tmp_path / "p.json").exists()
+
+
+def test_mnist_5k_is_mlxtends_mnist_split_as_chamnet_does() -> None:
+    data = load_dataset("mnist-5k")
+    assert data.images.shape == (5000, 3, 28, 28) and data.n_classes == 10
+    assert len(data.held_out_index) == 500 and len(data.train_index) == 4500
+    assert np.bincount(data.labels, minlength=10).min() > 400  # about 500 of every digit
+    assert data.dataset_id.startswith("mnist-5k-") and data.describe()["image_size"] == 28
+    check_dataset_fits("chamnet-mobile-mini", data)
+
+
+def test_glyphs_are_generated_the_same_every_time() -> None:
+    from optimizer.glyphs import CLASSES, SIZE, render_glyphs
+
+    images, labels = render_glyphs(3)
+    again, again_labels = render_glyphs(5)
+    assert images.shape == (30, SIZE, SIZE) and images.dtype == np.float32
+    assert np.array_equal(images, again[:30]) and np.array_equal(labels, again_labels[:30])  # more keeps the first
+    assert np.bincount(again_labels, minlength=len(CLASSES)).tolist() == [5] * 10
+    assert images.min() >= 0 and images.max() <= 1
+    assert (images.reshape(30, -1).std(axis=1) > 0.05).all()  # every image holds a glyph, not a blank
+    assert not np.array_equal(render_glyphs(3, seed=1)[0], images)
+
+
+def test_glyphs_hold_out_200_per_class_and_are_learnable_but_not_linearly() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_dataset("glyphs")
+    assert data.images.shape == (8000, 3, 32, 32) and data.n_classes == 10
+    assert np.bincount(data.labels[data.held_out_index]).tolist() == [200] * 10
+    assert data.dataset_id.startswith("glyphs-") and load_dataset("glyphs", held_out_per_class=50).dataset_id == data.dataset_id
+    # Harder than digits, on purpose: a linear model on the pixels is far from a CNN's 0.79-0.88, far above chance.
+    train = data.train_index[:3000]
+    flat = data.images[:, 0].reshape(len(data.images), -1)
+    model = LogisticRegression(max_iter=300, C=0.01).fit(flat[train], data.labels[train])
+    accuracy = model.score(flat[data.held_out_index], data.labels[data.held_out_index])
+    assert 0.15 < accuracy < 0.6, accuracy  # 0.28 here (chance: 0.1)
