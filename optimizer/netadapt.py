@@ -123,6 +123,9 @@ REFERENCE_TOLERANCE = 0.04
 REFERENCE_ATTEMPTS = 3
 REFERENCES = 3
 REFERENCE_PAUSE_S = 20.0
+# A measured iteration becomes a budget's final only this far under the budget: the final (the same architecture,
+# fine-tuned) is measured again, and two quiet measurements of one file differ by up to about 1% here.
+MEASURED_MARGIN = 0.02
 
 
 def parse_budget(text: str, resource: str) -> tuple[float, bool]:
@@ -464,11 +467,12 @@ class NetAdaptRun:
 
         # Algorithm 1's loop runs on the table's estimates; then every network is measured end to end in one
         # interleaved batch (a slow period of this shared machine then hits all alike).  Where the last network
-        # misses the budget as measured, the loop goes on: the final network must meet the budget on the device.
+        # is not MEASURED_MARGIN under the budget as measured, the loop goes on: the final network (measured again
+        # after its fine-tune) must meet the budget on the device.
         net = self._load_iteration(iterations[-1])
         stopped = "budget met"
         while True:
-            while _resource(iterations[-1]) > target:
+            while not _meets(iterations[-1], target):
                 i = len(iterations) - 1
                 if i >= self.settings.max_iterations:
                     stopped = f"stopped after {i} iterations (max_iterations)"
@@ -484,10 +488,10 @@ class NetAdaptRun:
             if not self._measure_iterations(iterations, state) or stopped != "budget met":
                 break
             self._save_state(state, iterations)
-            if _resource(iterations[-1]) <= target:
+            if _meets(iterations[-1], target):
                 break
-            self._say(f"    the last network measures {iterations[-1].measured_ms:.4g} ms, over the "
-                      f"{target:.4g} ms budget: going on")
+            self._say(f"    the last network measures {iterations[-1].measured_ms:.4g} ms, not "
+                      f"{MEASURED_MARGIN:.0%} under the {target:.4g} ms budget: going on")
 
         finals = self._finals(iterations, budgets, state)
         baselines = self._baselines(net0, structure0, meta, state)
@@ -753,7 +757,7 @@ class NetAdaptRun:
     def _finals(self, iterations: Sequence[Iteration], budgets: Sequence[float], state: dict[str, Any]) -> list[Final]:
         chosen: dict[int, list[float]] = {}
         for budget in budgets:
-            first = next((it for it in iterations if _resource(it) <= budget), None)
+            first = next((it for it in iterations if _meets(it, budget)), None)
             if first is None:
                 self._say(f"[yellow]budget {budget:.4g} {self.unit}: no iteration reached it[/]")
                 continue
@@ -973,9 +977,12 @@ class NetAdaptRun:
 
 
 # ------------------------------------------------------------------ helpers
-def _resource(record: Iteration) -> float:
-    """What the loop tests against the budget: the estimate, or the measurement when it is higher."""
-    return record.estimate if record.measured_ms is None else max(record.estimate, record.measured_ms)
+def _meets(record: Iteration, budget: float) -> bool:
+    """Whether an iteration can be a budget's final: its estimate within the budget and, once measured,
+    its measurement ``MEASURED_MARGIN`` under it (the final is measured again after its fine-tune)."""
+    if record.measured_ms is None:
+        return record.estimate <= budget
+    return record.estimate <= budget and record.measured_ms <= budget * (1 - MEASURED_MARGIN)
 
 
 def _grid_below(channels: int, step: int, include_current: bool = False) -> list[int]:

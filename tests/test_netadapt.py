@@ -73,6 +73,25 @@ def test_the_reduction_schedule_decays_geometrically() -> None:
     assert NetAdaptSettings(initial_fraction=0.02).reduction(0, 10.0) == pytest.approx(0.2)
 
 
+def test_a_measured_network_is_a_final_only_with_a_margin_under_its_budget() -> None:
+    """A final is measured again after its fine-tune; a network 0.6% under its budget measured 0.6% over it
+    the second time (a fresh-clone run), so a measured candidate must be MEASURED_MARGIN under."""
+    from optimizer.netadapt import MEASURED_MARGIN, Iteration, _meets
+
+    def network(estimate: float, measured: float | None) -> Iteration:
+        return Iteration(index=1, units=[], channels=[], estimate=estimate, interpolated=[], constraint=None,
+                         reduction=None, group=None, from_channels=None, to_channels=None, proposals=0,
+                         selection_accuracy=None, test_accuracy=0.9, macs=0, checkpoint="", onnx="",
+                         measured_ms=measured)
+
+    assert MEASURED_MARGIN == 0.02
+    assert _meets(network(0.99, None), 1.0)  # not measured (MACs, energy, no device): the estimate decides
+    assert not _meets(network(1.01, None), 1.0)
+    assert not _meets(network(0.95, 0.994), 1.0)  # within the budget, but inside the re-measurement's noise
+    assert _meets(network(0.95, 0.979), 1.0)
+    assert not _meets(network(1.01, 0.95), 1.0)  # the estimate must meet it too
+
+
 def test_a_schedule_that_cannot_reach_the_budget_is_refused(tmp_path, trained, digits) -> None:
     slow = NetAdaptSettings(initial_fraction=0.01, decay=0.9)  # removes at most 10% of the start
     with pytest.raises(NetAdaptError, match="reduction schedule"):
