@@ -236,6 +236,8 @@ def load_dataset(spec: str | Path, *, image_size: int = IMAGE_SIZE,
     Loaded once per process: a folder is listed again on every call (cheap) and
     decoded again only when its listing changed.  ``image_size`` applies to
     folders (the built-in sets keep their own size until training resizes them).
+    ``held_out_per_class`` defaults to the data set's own: 50 (ChamNet's), 200
+    for the generated ``glyphs``.
     """
     text = str(spec)
     if held_out_per_class is None:
