@@ -203,30 +203,23 @@ def _other_seeds(args, run, result, data, console) -> dict:
     """
     import dataclasses
 
-    from optimizer.netadapt import TrainJob, compare_with_baselines, load_network, run_jobs
-    from optimizer.training import TrainingSettings, available_cores
+    from optimizer.netadapt import compare_with_baselines, load_network, run_jobs
+    from optimizer.training import available_cores
 
     path = args.work / "seeds.json"
     done = json.loads(path.read_text()) if path.exists() else {}
     seeds = [args.seed + k for k in range(args.seeds)]
-    settings = run.settings
-    from_scratch = TrainingSettings(epochs=TrainingSettings().epochs + settings.long_term_epochs)
+    from_scratch = run.baseline_settings(load_network(run.model)[1])
     jobs = []
     for seed in seeds[1:]:
         for final in result.finals:
             name = f"{final.name}-seed{seed}"
             if name not in done:
-                net, _ = load_network(result.iterations[final.iteration].checkpoint)
-                jobs.append(TrainJob(name=name, units=tuple(final.units),
-                                     state={k: v.detach().clone() for k, v in net.state_dict().items()},
-                                     settings=dataclasses.replace(settings.long_term(), seed=seed), train_on="train",
-                                     evaluate_on=("test",), selection_per_class=settings.selection_per_class))
+                jobs.append(run.long_term_job(name, result.iterations[final.iteration], seed=seed))
         for baseline in result.baselines:
             name = f"{baseline.name}-seed{seed}"
             if name not in done:
-                jobs.append(TrainJob(name=name, units=tuple(baseline.units), state=None,
-                                     settings=dataclasses.replace(from_scratch, seed=seed), train_on="train",
-                                     evaluate_on=("test",), selection_per_class=settings.selection_per_class))
+                jobs.append(run.baseline_job(name, baseline.units, dataclasses.replace(from_scratch, seed=seed)))
     if jobs:
         console.print(f"seeds {', '.join(map(str, seeds[1:]))}: {len(jobs)} trainings (finals fine-tuned again, "
                       f"multipliers from scratch)")

@@ -772,16 +772,36 @@ class NetAdaptRun:
                 final.budget = min(for_budgets)
                 finals.append(final)
                 continue
-            net, _ = load_network(record.checkpoint)
-            jobs.append((index, min(for_budgets), TrainJob(
-                name=f"final-iter-{index:03d}", units=tuple(record.units),
-                state={k: v.detach().clone() for k, v in net.state_dict().items()},
-                settings=self.settings.long_term(), train_on="train", evaluate_on=("test",),
-                selection_per_class=self.settings.selection_per_class)))
+            jobs.append((index, min(for_budgets), self.long_term_job(f"final-iter-{index:03d}", record)))
         if jobs:
             self._say(f"long-term fine-tune of {len(jobs)} network(s) ({self.settings.long_term_epochs} epochs each)")
             finals += self._train_finals(jobs, iterations)
         return sorted(finals, key=lambda f: f.iteration or 0)
+
+    def long_term_job(self, name: str, record: Iteration, seed: int | None = None) -> TrainJob:
+        """The long-term fine-tune of an iteration's network: all training images, scored on the test split."""
+        net, _ = load_network(record.checkpoint)
+        settings = self.settings.long_term()
+        return TrainJob(name=name, units=tuple(record.units),
+                        state={k: v.detach().clone() for k, v in net.state_dict().items()},
+                        settings=settings if seed is None else replace(settings, seed=seed), train_on="train",
+                        evaluate_on=("test",), selection_per_class=self.settings.selection_per_class)
+
+    def baseline_settings(self, meta: dict[str, Any]) -> Any:
+        """The baselines' training: the start network's (from its checkpoint), for its epochs plus the long-term
+        fine-tune's, so that a baseline trains as long as an adapted network did in all."""
+        from optimizer.training import TrainingSettings
+
+        try:
+            original = TrainingSettings(**json.loads(meta["settings"])) if meta.get("settings") else TrainingSettings()
+        except (TypeError, ValueError, ChameleonError):
+            original = TrainingSettings()
+        return replace(original, epochs=original.epochs + self.settings.long_term_epochs)
+
+    def baseline_job(self, name: str, units: Sequence[str], settings: Any) -> TrainJob:
+        """A width-multiplier baseline trained from scratch: all training images, scored on the test split."""
+        return TrainJob(name=name, units=tuple(units), state=None, settings=settings, train_on="train",
+                        evaluate_on=("test",), selection_per_class=self.settings.selection_per_class)
 
     def _train_finals(self, jobs: list[tuple[int, float, TrainJob]], iterations: Sequence[Iteration]) -> list[Final]:
         from optimizer.torch_networks import Network
@@ -819,15 +839,10 @@ class NetAdaptRun:
 
     def _baselines(self, net0: Any, structure: Any, meta: dict[str, Any], state: dict[str, Any]) -> list[Final]:
         from optimizer.torch_networks import Network
-        from optimizer.training import TrainingSettings
 
         if not self.baselines:
             return []
-        try:
-            original = TrainingSettings(**json.loads(meta["settings"])) if meta.get("settings") else TrainingSettings()
-        except (TypeError, ValueError, ChameleonError):
-            original = TrainingSettings()
-        settings = replace(original, epochs=original.epochs + self.settings.long_term_epochs)
+        settings = self.baseline_settings(meta)
         baselines, jobs = [], []
         for alpha in sorted(set(float(a) for a in self.baselines)):
             known = state["baselines"].get(f"{alpha:g}")
@@ -835,13 +850,11 @@ class NetAdaptRun:
                 baselines.append(Final(**known))
                 continue
             units = width_multiplier(structure, alpha, self.settings.channel_step)
-            jobs.append((alpha, TrainJob(name=f"multiplier-{alpha:g}", units=tuple(s.key for s in units), state=None,
-                                         settings=settings, train_on="train", evaluate_on=("test",),
-                                         selection_per_class=self.settings.selection_per_class)))
+            jobs.append((alpha, self.baseline_job(f"multiplier-{alpha:g}", [s.key for s in units], settings)))
         if jobs:
             self.table.ensure([[parse_signature(k) for k in job.units] for _, job in jobs])
             self._say(f"width-multiplier baselines {', '.join(f'{a:g}' for a, _ in jobs)}: trained from scratch, "
-                      f"{settings.epochs} epochs (the original's {original.epochs} + the long-term fine-tune's "
+                      f"{settings.epochs} epochs (the original's {settings.epochs - self.settings.long_term_epochs} + the long-term fine-tune's "
                       f"{self.settings.long_term_epochs})")
             folder = Path(self.out) / "baselines"
             by_name = {job.name: (alpha, job) for alpha, job in jobs}
