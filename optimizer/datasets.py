@@ -133,16 +133,21 @@ def _finish(name: str, dataset_id: str, classes: tuple[str, ...], raw: np.ndarra
                         tuple(map(float, mean)), tuple(map(float, std)))
 
 
+def _grey_builtin(name: str, classes: tuple[str, ...], pixels: np.ndarray, labels: np.ndarray,
+                  per_class: int) -> ImageDataset:
+    """A built-in set of grey [0, 1] images (n, s, s): its id digests the pixels and labels; grey is repeated to RGB."""
+    digest = hashlib.sha256(pixels.tobytes() + labels.tobytes()).hexdigest()[:12]
+    raw = np.repeat(pixels[:, None, :, :], 3, axis=1)
+    return _finish(name, f"{name}-{digest}", classes, raw, labels, per_class, name)
+
+
 def _digits(per_class: int) -> ImageDataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     pixels = np.asarray(bunch.images, dtype=np.float32) / 16.0  # 0..16 grey levels
     labels = np.asarray(bunch.target, dtype=np.int64)
-    digest = hashlib.sha256(pixels.tobytes() + labels.tobytes()).hexdigest()[:12]
-    raw = np.repeat(pixels[:, None, :, :], 3, axis=1)
-    classes = tuple(str(int(c)) for c in bunch.target_names)
-    return _finish("digits", f"digits-{digest}", classes, raw, labels, per_class, "digits")
+    return _grey_builtin("digits", tuple(str(int(c)) for c in bunch.target_names), pixels, labels, per_class)
 
 
 def _listing(root: Path) -> tuple[tuple[str, ...], list[tuple[int, Path]]]:
@@ -210,19 +215,14 @@ def _mnist_5k(per_class: int) -> ImageDataset:
     features, target = mnist_data()  # 5,000 rows of 784 grey levels 0..255, in the file's order
     pixels = np.asarray(features, dtype=np.float32).reshape(-1, 28, 28) / 255.0
     labels = np.asarray(target, dtype=np.int64)
-    digest = hashlib.sha256(pixels.tobytes() + labels.tobytes()).hexdigest()[:12]
-    raw = np.repeat(pixels[:, None, :, :], 3, axis=1)
-    classes = tuple(str(c) for c in range(10))
-    return _finish("mnist-5k", f"mnist-5k-{digest}", classes, raw, labels, per_class, "mnist-5k")
+    return _grey_builtin("mnist-5k", tuple(str(c) for c in range(10)), pixels, labels, per_class)
 
 
 def _glyphs(per_class: int) -> ImageDataset:
     from optimizer.glyphs import CLASSES, render_glyphs
 
     pixels, labels = render_glyphs(GLYPHS_PER_CLASS)
-    digest = hashlib.sha256(pixels.tobytes() + labels.tobytes()).hexdigest()[:12]
-    raw = np.repeat(pixels[:, None, :, :], 3, axis=1)
-    return _finish("glyphs", f"glyphs-{digest}", CLASSES, raw, labels, per_class, "glyphs")
+    return _grey_builtin("glyphs", CLASSES, pixels, labels, per_class)
 
 
 _LOADERS = {"digits": _digits, "mnist-5k": _mnist_5k, "glyphs": _glyphs}
@@ -240,13 +240,15 @@ def load_dataset(spec: str | Path, *, image_size: int = IMAGE_SIZE,
     for the generated ``glyphs``.
     """
     text = str(spec)
-    if held_out_per_class is None:
-        held_out_per_class = GLYPHS_HELD_OUT_PER_CLASS if text == "glyphs" else HELD_OUT_PER_CLASS
     if text in BUILTIN and not Path(text).is_dir():
+        if held_out_per_class is None:
+            held_out_per_class = GLYPHS_HELD_OUT_PER_CLASS if text == "glyphs" else HELD_OUT_PER_CLASS
         key = (text, 0, held_out_per_class)
         if key not in _CACHE:
             _CACHE[key] = _LOADERS[text](held_out_per_class)
         return _CACHE[key]
+    if held_out_per_class is None:
+        held_out_per_class = HELD_OUT_PER_CLASS
     if image_size < 8:
         raise ValueError(f"image_size must be >= 8, got {image_size}")
     root = Path(text).expanduser()
