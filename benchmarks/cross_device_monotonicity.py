@@ -126,7 +126,8 @@ def main() -> int:
     started = time.monotonic()
     console = Console(stderr=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"cross_device-{SPACE}" + (f"-macs{band[0]:g}-{band[1]:g}" if band else "")
+    band_tag = f"-macs{band[0]:g}-{band[1]:g}" if band else ""  # in the file names and the arch ids
+    stem = f"cross_device-{SPACE}{band_tag}"
     table_path = args.out_dir / f"{stem}.parquet"
     space = get_space(SPACE)
     archs = _in_band(space, args.n, args.seed, band) if band else space.random(args.n, args.seed)
@@ -146,8 +147,7 @@ def main() -> int:
         profile = {"xeon-2threads": two_threads, "litert": litert}.get(config, xeon)
         return profile, make_runner(profile)
 
-    prefix = f"{SPACE}-s{args.seed}" + (f"-macs{band[0]:g}-{band[1]:g}" if band else "")
-    ids = [f"{prefix}-{i:04d}" for i in range(len(archs))]
+    ids = [f"{SPACE}-s{args.seed}{band_tag}-{i:04d}" for i in range(len(archs))]
     encodings = [dict(zip(space.gene_names, (int(v) for v in x))) for x in archs]
     done: dict[str, set[str]] = {c: set() for c in configs}
     if table_path.exists():
@@ -229,8 +229,9 @@ def main() -> int:
         pass
     else:
         optimizer_report = monotonicity(read_latency_table(table_path), configs, bootstrap=1000, seed=args.seed).to_json()
-    previous_path = args.out_dir / f"{stem}.json"
-    previous = json.loads(previous_path.read_text()) if previous_path.exists() else {}
+    report_path = args.out_dir / f"{stem}.json"
+    macs = space.macs_many(archs) / 1e6
+    previous = json.loads(report_path.read_text()) if report_path.exists() else {}
     carried = []
     for c in configs:  # a configuration measured by an earlier run keeps that run's CPU shares
         if not cpu_share[c] and (previous.get("cpu_share_median") or {}).get(c) is not None:
@@ -241,7 +242,7 @@ def main() -> int:
         "seed": args.seed,
         "resolution": "96-224 (the space's full range, not capped)",
         "macs_band_millions": list(band) if band else None,
-        "macs_millions": {"min": float(space.macs_many(archs).min() / 1e6), "max": float(space.macs_many(archs).max() / 1e6)},
+        "macs_millions": {"min": float(macs.min()), "max": float(macs.max())},
         "configs": configs,
         "table": str(table_path.relative_to(REPO) if table_path.resolve().is_relative_to(REPO) else table_path),
         "latency_ms": {c: {"median": float(np.nanmedian(v)), "min": float(np.nanmin(v)), "max": float(np.nanmax(v)),
@@ -260,7 +261,7 @@ def main() -> int:
         "optimizer_monotonicity": optimizer_report,
         "wall_s": {**phases, "total_s": time.monotonic() - started},
     }
-    (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return 0
