@@ -775,7 +775,8 @@ class NetAdaptRun:
             jobs.append((index, min(for_budgets), self.long_term_job(f"final-iter-{index:03d}", record)))
         if jobs:
             self._say(f"long-term fine-tune of {len(jobs)} network(s) ({self.settings.long_term_epochs} epochs each)")
-            finals += self._train_finals(jobs, iterations)
+            own = {job.name: {"iteration": index, "budget": budget} for index, budget, job in jobs}
+            finals += self._train_records([job for _, _, job in jobs], "finals", "long-term fine-tunes", own)
         return sorted(finals, key=lambda f: f.iteration or 0)
 
     def long_term_job(self, name: str, record: Iteration, seed: int | None = None) -> TrainJob:
@@ -803,30 +804,37 @@ class NetAdaptRun:
         return TrainJob(name=name, units=tuple(units), state=None, settings=settings, train_on="train",
                         evaluate_on=("test",), selection_per_class=self.settings.selection_per_class)
 
-    def _train_finals(self, jobs: list[tuple[int, float, TrainJob]], iterations: Sequence[Iteration]) -> list[Final]:
+    def _train_records(self, jobs: Sequence[TrainJob], folder: str, label: str,
+                       own: dict[str, dict[str, Any]]) -> list[Final]:
+        """Train ``jobs`` in the workers; save each network (checkpoint and ONNX export) in ``folder``, estimate it,
+        and record it as a Final, kept in the run's state as soon as it is trained.  ``own``: each job's own fields
+        (a final's iteration and budget, a baseline's multiplier)."""
         from optimizer.torch_networks import Network
 
-        folder = Path(self.out) / "finals"
-        finals = []
-        by_name = {job.name: (index, budget, job) for index, budget, job in jobs}
-        with self._progress("long-term fine-tunes") as on_progress:
+        by_name = {job.name: job for job in jobs}
+        records: list[Final] = []
+        with self._progress(label) as on_progress:
             on_progress(0, len(jobs))
-            for result in run_jobs([j for _, _, j in jobs], self.data, self.workers):
-                index, budget, job = by_name[result.name]
-                net = Network([parse_signature(k) for k in job.units])
+            for result in run_jobs(jobs, self.data, self.workers):
+                job, fields = by_name[result.name], own[result.name]
+                units = [parse_signature(k) for k in job.units]
+                net = Network(units)
                 net.load_state_dict(result.state)
-                checkpoint = save_network(folder / f"{result.name}.pt", net, dataset_id=self.data.dataset_id,
+                checkpoint = save_network(Path(self.out) / folder / f"{result.name}.pt", net,
+                                          dataset_id=self.data.dataset_id,
+                                          **({"multiplier": fields["multiplier"]} if "multiplier" in fields else {}),
                                           **result.accuracy)
-                onnx = net.export_onnx(folder / f"{result.name}.onnx")
-                estimate = self._estimate(net.signatures)
-                final = Final(name=result.name, budget=budget, iteration=index, units=list(job.units),
-                              estimate=estimate.value, interpolated=list(estimate.interpolated),
-                              test_accuracy=result.accuracy["test"], macs=iterations[index].macs,
-                              checkpoint=str(checkpoint), onnx=str(onnx), seconds=result.seconds)
-                finals.append(final)
-                self._save_partial(final)
-                on_progress(len(finals), len(jobs))
-        return finals
+                onnx = net.export_onnx(Path(self.out) / folder / f"{result.name}.onnx")
+                estimate = self._estimate(units)
+                record = Final(name=result.name, budget=fields.get("budget"), iteration=fields.get("iteration"),
+                               units=list(job.units), estimate=estimate.value, interpolated=list(estimate.interpolated),
+                               test_accuracy=result.accuracy["test"], macs=int(sum(s.macs for s in units)),
+                               checkpoint=str(checkpoint), onnx=str(onnx), multiplier=fields.get("multiplier"),
+                               seconds=result.seconds)
+                records.append(record)
+                self._save_partial(record)
+                on_progress(len(records), len(jobs))
+        return records
 
     def _save_partial(self, final: Final) -> None:
         path = Path(self.out) / "netadapt.json"
@@ -838,8 +846,6 @@ class NetAdaptRun:
         write_text_atomically(path, json.dumps(state, indent=2, default=float) + "\n")
 
     def _baselines(self, net0: Any, structure: Any, meta: dict[str, Any], state: dict[str, Any]) -> list[Final]:
-        from optimizer.torch_networks import Network
-
         if not self.baselines:
             return []
         settings = self.baseline_settings(meta)
@@ -856,27 +862,8 @@ class NetAdaptRun:
             self._say(f"width-multiplier baselines {', '.join(f'{a:g}' for a, _ in jobs)}: trained from scratch, "
                       f"{settings.epochs} epochs (the original's {settings.epochs - self.settings.long_term_epochs} + the long-term fine-tune's "
                       f"{self.settings.long_term_epochs})")
-            folder = Path(self.out) / "baselines"
-            by_name = {job.name: (alpha, job) for alpha, job in jobs}
-            with self._progress("baselines") as on_progress:
-                on_progress(0, len(jobs))
-                for result in run_jobs([j for _, j in jobs], self.data, self.workers):
-                    alpha, job = by_name[result.name]
-                    units = [parse_signature(k) for k in job.units]
-                    net = Network(units)
-                    net.load_state_dict(result.state)
-                    checkpoint = save_network(folder / f"{result.name}.pt", net, dataset_id=self.data.dataset_id,
-                                              multiplier=alpha, **result.accuracy)
-                    onnx = net.export_onnx(folder / f"{result.name}.onnx")
-                    estimate = self._estimate(units)
-                    baseline = Final(name=result.name, budget=None, iteration=None, units=list(job.units),
-                                     estimate=estimate.value, interpolated=list(estimate.interpolated),
-                                     test_accuracy=result.accuracy["test"], macs=int(sum(s.macs for s in units)),
-                                     checkpoint=str(checkpoint), onnx=str(onnx), multiplier=alpha,
-                                     seconds=result.seconds)
-                    baselines.append(baseline)
-                    self._save_partial(baseline)
-                    on_progress(len(baselines), len(self.baselines))
+            own = {job.name: {"multiplier": alpha} for alpha, job in jobs}
+            baselines += self._train_records([job for _, job in jobs], "baselines", "baselines", own)
         return sorted(baselines, key=lambda b: b.multiplier or 0)
 
     # ---- end-to-end measurement
