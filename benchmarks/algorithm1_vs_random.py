@@ -42,8 +42,8 @@ from scipy.stats import qmc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from optimizer.predictors import GPPredictor, build_accuracy_predictor
-from optimizer.trainers import FunctionTrainer
+from optimizer.accuracy.predictors import GPPredictor, build_accuracy_predictor
+from optimizer.accuracy.trainer_protocol import FunctionTrainer
 
 # -- a ChamNet-Mobile-shaped space (Table 1), defined here on purpose -----------------------------
 # Stages after the stem: (t range or fixed, c range, n range or fixed, stride).

@@ -5,7 +5,7 @@ on two devices (Spearman's rank correlation, SRCC).  This benchmark makes
 such data from configurations of this machine that execute the same ONNX graph
 differently, and measures ``--n`` seeded random architectures of
 ``chamnet-mobile`` (full resolution range 96-224, nothing capped) on each into
-one architecture latency table (``harness.network_tables``: ``arch_id``, the 21
+one architecture latency table (``harness.networks.tables``: ``arch_id``, the 21
 genes, ``latency_ms:<config>``):
 
 - ``xeon``: ONNX Runtime, 1 intra-op thread pinned to one core, all graph
@@ -26,7 +26,7 @@ genes, ``latency_ms:<config>``):
   little), as int8 on a phone's CPU does.
 - ``litert``: LiteRT (``ai_edge_litert``) on the same core, 1 thread, its
   default XNNPACK delegate (``harness.runners.litert_local``), on the same
-  network written as ``.tflite`` (``harness.tflite_models.write_network``:
+  network written as ``.tflite`` (``harness.models.tflite_models.write_network``:
   the same units and weights as the ONNX file, NHWC).  A different runtime
   with different kernels and fusions (XNNPACK's own GEMM/depthwise
   micro-kernels instead of ONNX Runtime's MLAS with NCHWc), the pair the
@@ -116,11 +116,11 @@ def main() -> int:
     from rich.table import Table
     from scipy.stats import kendalltau, spearmanr
 
-    from harness.network_tables import ManifestEntry, latency_column, measure_into_table, read_arch_table
+    from harness.networks.tables import ManifestEntry, latency_column, measure_into_table, read_arch_table
     from harness.profiles import load_profile, pinned_cores
     from harness.runners import make_runner
     from harness.runners.onnxruntime_local import OnnxRuntimeRunner
-    from harness.tflite_models import write_network
+    from harness.models.tflite_models import write_network
     from optimizer.spaces import get_space
 
     started = time.monotonic()
@@ -223,8 +223,8 @@ def main() -> int:
         })
     optimizer_report = None
     try:  # the optimizer's own analysis (bootstrap intervals), when it exists in this checkout
-        from optimizer.latency_tables import read_latency_table
-        from optimizer.monotonicity import monotonicity
+        from optimizer.latency.architecture_tables import read_latency_table
+        from optimizer.crossdevice.monotonicity import monotonicity
     except ImportError:
         pass
     else:
@@ -257,7 +257,7 @@ def main() -> int:
         "cpu_share_per_chunk_now": {c: [round(v, 3) for v in cpu_share[c]] for c in configs if cpu_share[c]},
         "failed_now": failures,
         "measured_now": measured_now,
-        # optimizer.monotonicity on the same table (all rows, not only this run's seed): SRCC, Kendall, 95% bootstrap CIs
+        # optimizer.crossdevice.monotonicity on the same table (all rows, not only this run's seed): SRCC, Kendall, 95% bootstrap CIs
         "optimizer_monotonicity": optimizer_report,
         "wall_s": {**phases, "total_s": time.monotonic() - started},
     }
@@ -274,7 +274,7 @@ def main() -> int:
     out.print(view)
     if optimizer_report is not None:
         for p in optimizer_report["pairs"]:
-            out.print(f"optimizer.monotonicity {p['a']} vs {p['b']}: SRCC {p['srcc']:.4f} "
+            out.print(f"optimizer.crossdevice.monotonicity {p['a']} vs {p['b']}: SRCC {p['srcc']:.4f} "
                       f"[{p['srcc_low']:.4f}, {p['srcc_high']:.4f}]{' (under ' + str(optimizer_report['threshold']) + ')' if p['below_threshold'] else ''}")
     for c in configs:
         share = report["cpu_share_median"][c]

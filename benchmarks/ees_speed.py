@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from optimizer.ees import Constraint, evolutionary_search, search_frontier
+from optimizer.search.ees import Constraint, evolutionary_search, search_frontier
 
 GOAL_S = 1.0
 

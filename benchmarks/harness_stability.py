@@ -37,7 +37,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="chameleon-stability-"))
     os.environ["CHAMELEON_CACHE"] = str(work / "cache")  # cold model cache for the first sweep
 
-    from harness import lut_store
+    from harness.lut import store as lut_store
     from harness.plans import load_plan
     from harness.profiles import load_profile
     from harness.sweep import run_sweep

@@ -28,7 +28,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from harness.plans import load_plan
-    from optimizer.latency_lut import LatencyPredictor, LutLatencyModel
+    from optimizer.latency.lut_model import LatencyPredictor, LutLatencyModel
     from optimizer.spaces import get_space
 
     space = get_space("chamnet-mobile")

@@ -7,7 +7,7 @@ evaluated one):
 1. sweep every unit they use into a LUT on this machine with the harness
    (resumable: an existing LUT file is reused and only what it lacks measured);
 2. export each network to ONNX (the LUT's single-operator graphs, chained) and
-   measure it end to end with ``harness.network_timing`` (the LUT's runner,
+   measure it end to end with ``harness.networks.timing`` (the LUT's runner,
    pinning, threads, warm-up and statistics; evaluation and calibration
    networks shuffled together and interleaved in rounds);
 3. predict each network from the LUT three ways: the raw sum of entries; the
@@ -79,12 +79,12 @@ def main() -> int:
     from scipy.stats import spearmanr
 
     from harness.measurement import measure_interleaved
-    from harness.network_timing import measure_networks
+    from harness.networks.timing import measure_networks
     from harness.plans import Plan
     from harness.profiles import load_profile, pinned_cores
     from harness.runners import make_runner
     from harness.sweep import run_sweep
-    from optimizer.latency_lut import LutLatencyModel, NetworkCorrection
+    from optimizer.latency.lut_model import LutLatencyModel, NetworkCorrection
     from optimizer.spaces import get_space
 
     started = time.monotonic()

@@ -83,11 +83,13 @@ def main() -> int:
     from harness.plans import Plan
     from harness.profiles import load_profile
     from harness.sweep import OVERHEAD_SIGNATURE, run_sweep
-    from optimizer.datasets import load_dataset
-    from optimizer.layer_tables import LatencyTable
+    from optimizer.training.datasets import load_dataset
+    from optimizer.latency.layer_tables import LatencyTable
     from optimizer.netadapt import NetAdaptRun, NetAdaptSettings, parse_budget
     from optimizer.spaces import get_space
-    from optimizer.training import TrainingSettings, available_cores, train_architecture
+    from optimizer.training.settings import TrainingSettings
+    from optimizer.training.workers import available_cores
+    from optimizer.training.loop import train_architecture
 
     console = Console(stderr=True)
     started = time.monotonic()
@@ -204,7 +206,7 @@ def _other_seeds(args, run, result, data, console) -> dict:
     import dataclasses
 
     from optimizer.netadapt import compare_with_baselines, load_network, run_jobs
-    from optimizer.training import available_cores
+    from optimizer.training.workers import available_cores
 
     path = args.work / "seeds.json"
     done = json.loads(path.read_text()) if path.exists() else {}

@@ -40,18 +40,7 @@ import yaml
 from harness import paths
 from harness.errors import InvalidPlan, InvalidSignature
 from harness.textfiles import UnreadableText, read_utf8
-from harness.signature import (
-    CONV2D,
-    DTYPES,
-    FC,
-    GLOBAL_AVGPOOL,
-    INVERTED_RESIDUAL,
-    KINDS,
-    POINTWISE_CONV,
-    OpSignature,
-    make_signature,
-    parse_signature,
-)
+from harness.signature import CONV2D, DTYPES, FC, GLOBAL_AVGPOOL, INVERTED_RESIDUAL, KINDS, POINTWISE_CONV, OpSignature, make_signature, parse_signature
 
 PLAN_SUFFIX = ".yaml"
 TOP_LEVEL_KEYS: tuple[str, ...] = ("name", "description", "dtypes", "entries", "signatures", "generators")

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from harness.errors import OutputNotWritable
-from harness.lut_summary import macs_of
+from harness.lut.summary import macs_of
 from harness.signature import IDENTITY
 
 

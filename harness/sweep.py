@@ -4,7 +4,7 @@ The sweep reads what the LUT (and any parts an interrupted sweep left) already
 holds, measures only what is missing, group by group (the ops of a group are
 timed in interleaved rounds, see :class:`harness.measurement.MeasurementSettings`),
 and writes each group's rows durably as soon as it is done (see
-:class:`harness.lut_store.LutWriter`).  Ctrl-C stops it cleanly with
+:class:`harness.lut.store.LutWriter`).  Ctrl-C stops it cleanly with
 everything measured kept; the same command resumes.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import __version__ as harness_version
-from harness import lut_store
+from harness.lut import store as lut_store
 from harness.errors import LutFileError
 from harness.measurement import Measurement, MeasurementSettings, measure_prepared
 from harness.plans import Plan

@@ -25,12 +25,13 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from harness.atomic import write_text_atomically
 from harness.errors import ChameleonError
+from optimizer.progress import ProgressContext
 
 # The budgets of the frontier, as fractions of the main budget (the main one is 1).
 FRONTIER_FRACTIONS: tuple[float, ...] = (0.6, 0.8, 1.0, 1.25)
@@ -130,11 +131,12 @@ def run_pipeline(config: PipelineConfig, console: Any = None) -> PipelineResult:
     """Run (or resume) the main job into ``config.out``; ``console`` (rich, stderr) shows steps and progress."""
     from harness.profiles import load_profile
     from harness.sweep import run_sweep
-    from optimizer.predictors import build_accuracy_predictor
-    from optimizer.latency_lut import LatencyPredictor, LutLatencyModel
-    from optimizer.search import baseline_points, load_latency, search_budgets
+    from optimizer.accuracy.predictors import build_accuracy_predictor
+    from optimizer.latency.lut_model import LatencyPredictor, LutLatencyModel
+    from optimizer.search.frontier import baseline_points, load_latency, search_budgets
     from optimizer.spaces import get_space
-    from optimizer.training import TorchTrainer, TrainingSettings
+    from optimizer.training.trainer import TorchTrainer
+    from optimizer.training.settings import TrainingSettings
 
     out = Path(config.out)
     space = get_space(config.space)
@@ -255,7 +257,7 @@ def calibrate(space: Any, profile: Any, out: Path, count: int, seed: int, say: "
     anything the search will pick, and exported with the builder's seeded
     weights (weights do not change a CPU's latency; shapes do).
     """
-    from optimizer.latency_lut import LutLatencyModel, NetworkCorrection
+    from optimizer.latency.lut_model import LutLatencyModel, NetworkCorrection
 
     X = space.random(count, np.random.default_rng([seed, 7919]))
     folder = out / "calibration"
@@ -281,7 +283,7 @@ def calibrate(space: Any, profile: Any, out: Path, count: int, seed: int, say: "
 def measure_exports(profile: Any, paths: Sequence[Path], cache: Path, say: "_Say",
                     reused: dict[str, int], what: str) -> dict[str, dict[str, float]]:
     """End-to-end timings of ONNX files, cached by file content (a re-run measures only new exports)."""
-    from harness.network_timing import measure_networks
+    from harness.networks.timing import measure_networks
 
     known: dict[str, Any] = json.loads(cache.read_text()) if cache.exists() else {}
     digests = {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
@@ -300,7 +302,7 @@ def measure_exports(profile: Any, paths: Sequence[Path], cache: Path, say: "_Say
 
 def _export(space: Any, x: np.ndarray, trainer: Any, path: Path) -> tuple[Path, bool]:
     """The trained network's ONNX export (its checkpoint), or the untrained one when no checkpoint was kept."""
-    from optimizer.training import load_trained_network
+    from optimizer.training.checkpoints import load_trained_network
 
     net = (load_trained_network(space, x, trainer.checkpoints, trainer.settings, trainer.dataset.dataset_id)
            if trainer.checkpoints else None)
@@ -369,30 +371,5 @@ class _Say:
         if self.console is not None:
             self.console.print(f"    [green]✓[/] {text}")
 
-    def progress(self, label: str) -> "_ProgressContext":
-        return _ProgressContext(self.console, label)
-
-
-class _ProgressContext:
-    def __init__(self, console: Any, label: str) -> None:
-        self.console, self.label, self.bar = console, label, None
-
-    def __enter__(self) -> Callable[..., None]:
-        if self.console is None:
-            return lambda *args, **kwargs: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("    {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("ETA"), TimeRemainingColumn(), console=self.console, transient=True)
-        task = self.bar.add_task(self.label, total=None)
-
-        def update(done: int, total: int, *_: Any) -> None:
-            if not self.bar.live.is_started:
-                self.bar.start()
-            self.bar.update(task, completed=done, total=total)
-
-        return update
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None and self.bar.live.is_started:
-            self.bar.stop()
+    def progress(self, label: str) -> ProgressContext:
+        return ProgressContext(self.console, label)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_bench
-from harness import lut_store
+from harness.lut import store as lut_store
 from harness.errors import DeviceUnavailable
 from harness.fake_device import LoopbackAdbDevice, standin_benchmark_model_path, standin_ort_perf_test_path
 from harness.plans import load_plan

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import one_line_error, run_bench
-from harness import lut_store
+from harness.lut import store as lut_store
 from harness.sweep import OVERHEAD_SIGNATURE
 
 

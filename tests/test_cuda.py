@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from conftest import one_line_error, run_bench
-from harness import lut_store
+from harness.lut import store as lut_store
 from harness.plans import load_plan
 from harness.profiles import load_profile
 from harness.sweep import run_sweep

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from optimizer import datasets
-from optimizer.datasets import HELD_OUT_PER_CLASS, ImageDataset, InvalidDataset, held_out_split, load_dataset
-from optimizer.training import DatasetMismatch, check_dataset_fits
+from optimizer.training import datasets
+from optimizer.training.datasets import HELD_OUT_PER_CLASS, ImageDataset, InvalidDataset, held_out_split, load_dataset
+from optimizer.training.settings import DatasetMismatch, check_dataset_fits
 
 from conftest import one_line_error
 
@@ -128,7 +128,7 @@ def test_mnist_5k_is_mlxtends_mnist_split_as_chamnet_does() -> None:
 
 
 def test_glyphs_are_generated_the_same_every_time() -> None:
-    from optimizer.glyphs import CLASSES, SIZE, render_glyphs
+    from optimizer.training.glyphs import CLASSES, SIZE, render_glyphs
 
     images, labels = render_glyphs(3)
     again, again_labels = render_glyphs(5)

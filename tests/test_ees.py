@@ -1,4 +1,4 @@
-"""EES (optimizer/ees.py): Eq. 3's fitness, Srinivas & Patnaik's adaptive rates, and the search itself on
+"""EES (optimizer/search/ees.py): Eq. 3's fitness, Srinivas & Patnaik's adaptive rates, and the search itself on
 toy problems whose optimum is known by brute force."""
 
 from __future__ import annotations
@@ -10,15 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer.ees import (
-    Constraint,
-    SearchResult,
-    adaptive_rates,
-    evolutionary_search,
-    fitness,
-    penalty,
-    search_frontier,
-)
+from optimizer.search.ees import Constraint, SearchResult, adaptive_rates, evolutionary_search, fitness, penalty, search_frontier
 
 # --------------------------------------------------------------------------- a toy problem
 

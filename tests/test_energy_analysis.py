@@ -18,18 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.energy.analysis import EnergyResult, WindowNotFound, analyze
-from harness.energy.store import (
-    ENERGY_SCHEMA,
-    EnergyFileError,
-    append_results,
-    load_trace,
-    read_results,
-    recompute,
-    relative_trace_path,
-    result_of,
-    result_row,
-    save_trace,
-)
+from harness.energy.store import ENERGY_SCHEMA, EnergyFileError, append_results, load_trace, read_results, recompute, relative_trace_path, result_of, result_row, save_trace
 from harness.energy.synthetic import make_trace, write_monsoon_package_csv, write_plain_csv, write_powertool_csv
 from harness.energy.trace import Trace
 from harness.energy.trace_import import TraceFormatError, read_trace

@@ -15,12 +15,7 @@ import subprocess
 import pytest
 
 from harness.errors import ChameleonError
-from harness.fake_device import (
-    FakeDeviceError,
-    LoopbackAdbDevice,
-    PathEscape,
-    standin_benchmark_model_path,
-)
+from harness.fake_device import FakeDeviceError, LoopbackAdbDevice, PathEscape, standin_benchmark_model_path
 from harness.fake_device.protocol import parse_public_key, verify_signature
 from harness.fake_device.sandbox import OutputUnmapper, rewrite_command
 
@@ -186,7 +181,7 @@ def test_signature_check_rejects_a_forgery(signer):
 
 def test_standin_benchmark_model_over_adb(device, signer, tmp_path):
     pytest.importorskip("ai_edge_litert.interpreter")
-    tflite_models = pytest.importorskip("harness.tflite_models")
+    tflite_models = pytest.importorskip("harness.models.tflite_models")
     from harness.signature import make_signature
 
     model = tmp_path / "x.tflite"

@@ -9,13 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimizer.latency_lut import (
-    InvalidCorrection,
-    LatencyPredictor,
-    LutLatencyModel,
-    NetworkCorrection,
-    boundary_elements,
-)
+from optimizer.latency.lut_model import InvalidCorrection, LatencyPredictor, LutLatencyModel, NetworkCorrection, boundary_elements
 from optimizer.spaces import get_space
 
 

@@ -1,4 +1,4 @@
-"""Whole networks as .tflite (harness.tflite_models.build_network_tflite) timed by the local LiteRT runner."""
+"""Whole networks as .tflite (harness.models.tflite_models.build_network_tflite) timed by the local LiteRT runner."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import onnxruntime as ort
 import pytest
 
 from conftest import FAST_PROFILE, run_bench
-from harness import onnx_models, tflite_models
+from harness.models import onnx_models
+from harness.models import tflite_models
 from harness.errors import InvalidModelFile, InvalidSignature
-from harness.network_tables import read_arch_table
-from harness.network_timing import measure_networks
+from harness.networks.tables import read_arch_table
+from harness.networks.timing import measure_networks
 from harness.profiles import load_profile
 from harness.runners import make_runner
 from optimizer.spaces import get_space

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import one_line_error, run_bench
-from harness import lut_store
-from harness.lut_import import LutImportError, import_caffe2_lut, parse_caffe2_args, signature_of
+from harness.lut import store as lut_store
+from harness.lut.caffe_import import LutImportError, import_caffe2_lut, parse_caffe2_args, signature_of
 from harness.signature import make_signature
 
 DATA = Path(__file__).parent / "data" / "caffe2"

@@ -12,26 +12,7 @@ import pytest
 
 from harness import __version__ as harness_version
 from harness.errors import ChameleonError, LutFileError, OutputNotWritable, SweepLocked
-from harness.lut_store import (
-    LUT_COLUMNS,
-    LUT_SCHEMA,
-    LUT_SCHEMA_VERSION,
-    LutWriter,
-    check_writable,
-    empty_table,
-    find_row,
-    fold_parts,
-    merge_tables,
-    parts_dir,
-    read_lut,
-    read_parts,
-    read_with_parts,
-    row_signature,
-    rows_to_table,
-    signatures_of,
-    validate_table,
-    write_lut_atomic,
-)
+from harness.lut.store import LUT_COLUMNS, LUT_SCHEMA, LUT_SCHEMA_VERSION, LutWriter, check_writable, empty_table, find_row, fold_parts, merge_tables, parts_dir, read_lut, read_parts, read_with_parts, row_signature, rows_to_table, signatures_of, validate_table, write_lut_atomic
 from harness.measurement import Measurement, TimingStats
 from harness.runners import DeviceIdentity
 from harness.signature import OpSignature, make_signature

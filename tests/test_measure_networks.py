@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import FAST_PROFILE, one_line_error, run_bench
-from harness.network_tables import ManifestEntry, measure_into_table, read_arch_table, read_manifest
+from harness.networks.tables import ManifestEntry, measure_into_table, read_arch_table, read_manifest
 from harness.profiles import load_profile
 from optimizer.spaces import get_space
 

@@ -10,17 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.measurement import (
-    Batch,
-    Measurement,
-    MeasurementSettings,
-    TimingStats,
-    combine_rounds,
-    measure_interleaved,
-    round_settings,
-    summarize,
-    time_callable,
-)
+from harness.measurement import Batch, Measurement, MeasurementSettings, TimingStats, combine_rounds, measure_interleaved, round_settings, summarize, time_callable
 
 
 # ------------------------------------------------------------------ summarize

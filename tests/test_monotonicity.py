@@ -19,9 +19,8 @@ import pyarrow.csv as pacsv
 import pytest
 from scipy import stats
 
-from optimizer.latency_tables import (LatencyTable, LatencyTableError, UnknownTableDevice, read_latency_table,
-                                      write_latency_table)
-from optimizer.monotonicity import monotonicity, pair_monotonicity, spearman
+from optimizer.latency.architecture_tables import LatencyTable, LatencyTableError, UnknownTableDevice, read_latency_table, write_latency_table
+from optimizer.crossdevice.monotonicity import monotonicity, pair_monotonicity, spearman
 
 OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
 
@@ -112,11 +111,11 @@ def test_invalid_tables_are_one_line_errors(tmp_path, columns, message):
 
 def test_table_from_luts(tmp_path):
     """Two LUTs of chamnet-mobile-mini (one scaled) give two device columns, ranked identically."""
-    from harness import lut_store
+    from harness.lut import store as lut_store
     from harness.measurement import Measurement, TimingStats
     from harness.runners import DeviceIdentity
     from harness.sweep import OVERHEAD_SIGNATURE, make_row
-    from optimizer.latency_tables import table_from_luts
+    from optimizer.latency.architecture_tables import table_from_luts
     from optimizer.spaces import get_space
 
     space = get_space("chamnet-mobile-mini")

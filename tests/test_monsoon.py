@@ -17,17 +17,8 @@ import pytest
 from Monsoon import HVPM, sampleEngine
 from Monsoon import Operations as op
 
-from harness.energy.monsoon import (
-    InvalidMonitorSetting,
-    MonitorUnavailable,
-    MonsoonSource,
-)
-from harness.energy.monsoon_sim import (
-    PowerModel,
-    SimulatedMonsoonDevice,
-    SimulatedMonsoonProtocol,
-    simulated_monitor,
-)
+from harness.energy.monsoon import InvalidMonitorSetting, MonitorUnavailable, MonsoonSource
+from harness.energy.monsoon_sim import PowerModel, SimulatedMonsoonDevice, SimulatedMonsoonProtocol, simulated_monitor
 from harness.errors import ChameleonError
 
 IDLE_MA, ACTIVE_MA = 120.0, 850.0  # fine range (< ~250 mA) and coarse range

@@ -19,11 +19,12 @@ from harness.profiles import load_profile
 from harness.signature import make_signature
 from harness.sweep import OVERHEAD_SIGNATURE, run_sweep
 from optimizer import netadapt as netadapt_module
-from optimizer.datasets import load_dataset
-from optimizer.layer_tables import LatencyTable, MacsCount, interpolate_by_channels
+from optimizer.training.datasets import load_dataset
+from optimizer.latency.layer_tables import LatencyTable, MacsCount, interpolate_by_channels
 from optimizer.netadapt import NetAdaptError, NetAdaptRun, NetAdaptSettings, load_network, parse_budget
 from optimizer.spaces import get_space
-from optimizer.training import TrainingSettings, train_architecture
+from optimizer.training.settings import TrainingSettings
+from optimizer.training.loop import train_architecture
 
 from conftest import one_line_error
 
@@ -118,7 +119,7 @@ def test_the_latency_table_measures_missing_counts_or_flags_interpolated_ones(tm
     lut = tmp_path / "lut.parquet"
     run_sweep(profile, Plan(name="p", description="", source=Path("<t>"),
                             signatures=tuple(dict.fromkeys([*net, OVERHEAD_SIGNATURE]))), lut)
-    from optimizer.pruning import ChannelStructure
+    from optimizer.netadapt.pruning import ChannelStructure
 
     structure = ChannelStructure(net)
     group = next(g for g in structure.groups if g.channels > 8 and structure.allowed(g.index, g.channels - 8))
@@ -262,8 +263,8 @@ def test_bad_input_is_one_line(tmp_path, trained) -> None:
 def test_the_energy_table_sums_per_operator_results_and_interpolates_flagged(tmp_path) -> None:
     from harness.energy.analysis import EnergyResult
     from harness.energy.store import append_results, result_row
-    from optimizer.layer_tables import EnergyTable
-    from optimizer.pruning import ChannelStructure
+    from optimizer.latency.layer_tables import EnergyTable
+    from optimizer.netadapt.pruning import ChannelStructure
 
     units, _ = load_network_units()
     structure = ChannelStructure(units)

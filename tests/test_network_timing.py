@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import lut_store
+from harness.lut import store as lut_store
 from harness.errors import DeviceUnavailable, InvalidModelFile
-from harness.network_timing import NetworkTiming, measure_network, measure_networks
+from harness.networks.timing import NetworkTiming, measure_network, measure_networks
 from harness.plans import Plan
 from harness.profiles import load_profile
 from harness.runners import make_runner

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import numpy_helper
 
-from harness import onnx_models
-from harness.onnx_models import build_model, make_inputs, model_file, model_input_names
+from harness.models import onnx_models
+from harness.models.onnx_models import build_model, make_inputs, model_file, model_input_names
 from harness.signature import KINDS, make_signature
 
 SIGNATURES = [

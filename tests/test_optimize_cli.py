@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from harness import lut_store
+from harness.lut import store as lut_store
 from harness.measurement import Measurement, TimingStats
 from harness.plans import load_plan
 from harness.runners import DeviceIdentity
@@ -126,7 +126,7 @@ def test_energy_budget_with_an_energy_model(synthetic_lut: Path, observations: P
 
 
 def test_estimate_applies_a_saved_network_correction(synthetic_lut: Path, tmp_path: Path) -> None:
-    from optimizer.latency_lut import NetworkCorrection
+    from optimizer.latency.lut_model import NetworkCorrection
 
     space = get_space("chamnet-mobile")
     net = tmp_path / "net.txt"

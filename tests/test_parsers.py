@@ -10,18 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import ChameleonError
-from harness.parsers import (
-    NodeTypeRow,
-    OpRow,
-    RunStats,
-    ToolOutputError,
-    parse_ort_perf_test,
-    parse_ort_result_csv,
-    parse_run_stats,
-    parse_tflite_benchmark,
-    parse_tool_output,
-    tflite_benchmark,
-)
+from harness.parsers import NodeTypeRow, OpRow, RunStats, ToolOutputError, parse_ort_perf_test, parse_ort_result_csv, parse_run_stats, parse_tflite_benchmark, parse_tool_output, tflite_benchmark
 
 DATA = Path(__file__).parent / "data" / "tool-outputs"
 approx = pytest.approx

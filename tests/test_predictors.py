@@ -13,21 +13,8 @@ import pytest
 from sklearn.gaussian_process import GaussianProcessRegressor
 
 from harness.errors import ChameleonError
-from optimizer.predictors import (
-    GPPredictor,
-    PredictorFileError,
-    TrainerError,
-    build_accuracy_predictor,
-    build_energy_predictor,
-    to_unit,
-)
-from optimizer.trainers import (
-    FunctionTrainer,
-    InvalidObservations,
-    MissingObservation,
-    ObservationsTrainer,
-    Trainer,
-)
+from optimizer.accuracy.predictors import GPPredictor, PredictorFileError, TrainerError, build_accuracy_predictor, build_energy_predictor, to_unit
+from optimizer.accuracy.trainer_protocol import FunctionTrainer, InvalidObservations, MissingObservation, ObservationsTrainer, Trainer
 
 D = 10
 LOW = np.zeros(D)

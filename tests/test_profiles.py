@@ -10,14 +10,7 @@ import pytest
 from harness.errors import ChameleonError, InvalidProfile, UnknownDevice
 from harness.measurement import MeasurementSettings
 from harness.paths import profiles_dir
-from harness.profiles import (
-    DeviceProfile,
-    RuntimeSpec,
-    available_devices,
-    load_all_profiles,
-    load_profile,
-    pinned_cores,
-)
+from harness.profiles import DeviceProfile, RuntimeSpec, available_devices, load_all_profiles, load_profile, pinned_cores
 from harness.signature import DTYPES
 
 BUILTIN = sorted(["cuda", "hexagon-v62", "pixel", "s835", "xeon", "s835-ort"])

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from harness.errors import ChameleonError
-from optimizer.latency_tables import write_latency_table
-from optimizer.monotonicity import spearman
-from optimizer.proxy_adaptation import (AdaptedModel, ProxyModel, TooFewSamples, adapt_proxy, best_proxy, fit_adapted,
-                                        one_hot)
-from optimizer.proxy_reuse import NoAccuracy, best_under, pareto_mask, proxy_reuse
+from optimizer.latency.architecture_tables import write_latency_table
+from optimizer.crossdevice.monotonicity import spearman
+from optimizer.crossdevice.proxy_adaptation import AdaptedModel, ProxyModel, TooFewSamples, adapt_proxy, best_proxy, fit_adapted, one_hot
+from optimizer.crossdevice.proxy_reuse import NoAccuracy, best_under, pareto_mask, proxy_reuse
 from test_monotonicity import nb201_table, run_optimize
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from harness.signature import INVERTED_RESIDUAL
-from optimizer.pruning import ChannelStructure, InvalidPruning
+from optimizer.netadapt.pruning import ChannelStructure, InvalidPruning
 from optimizer.spaces import get_space
-from optimizer.torch_networks import build_torch_network
+from optimizer.training.torch_networks import build_torch_network
 
 from torch_helpers import assert_export_computes_the_same, perturb_batch_norms
 

@@ -10,26 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.errors import ChameleonError, InvalidSignature
-from harness.signature import (
-    ACTIVATIONS,
-    ADD,
-    AVGPOOL,
-    BOTTLENECK,
-    CONV2D,
-    DEPTHWISE_CONV,
-    DTYPES,
-    FC,
-    GLOBAL_AVGPOOL,
-    IDENTITY,
-    INVERTED_RESIDUAL,
-    KINDS,
-    POINTWISE_CONV,
-    SIGNATURE_COLUMNS,
-    ACTIVATION,
-    OpSignature,
-    make_signature,
-    parse_signature,
-)
+from harness.signature import ACTIVATIONS, ADD, AVGPOOL, BOTTLENECK, CONV2D, DEPTHWISE_CONV, DTYPES, FC, GLOBAL_AVGPOOL, IDENTITY, INVERTED_RESIDUAL, KINDS, POINTWISE_CONV, SIGNATURE_COLUMNS, ACTIVATION, OpSignature, make_signature, parse_signature
 
 # The documented field order of the stable string (after the kind).
 FIELD_ORDER = ("n", "c_in", "h", "w", "c_out", "kernel", "stride", "padding", "groups", "mid_channels",

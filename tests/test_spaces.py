@@ -10,16 +10,10 @@ import onnxruntime as ort
 import pytest
 
 from harness.errors import ChameleonError, InvalidSignature
-from harness.onnx_models import build_network
+from harness.models.onnx_models import build_network
 from harness.plans import load_plan
 from harness.signature import make_signature
-from optimizer.spaces import (
-    SPACES,
-    InvalidArchitecture,
-    UnknownSpace,
-    get_space,
-    unit_params,
-)
+from optimizer.spaces import SPACES, InvalidArchitecture, UnknownSpace, get_space, unit_params
 
 MOBILE_GENES = {
     "resolution": (96, 224, 32), "c0": (8, 48, 8), "c1": (8, 32, 8),

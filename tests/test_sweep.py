@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_bench, small_plan_yaml
-from harness import lut_store
+from harness.lut import store as lut_store
 from harness.errors import LutFileError
 from harness.plans import load_plan
 from harness.profiles import load_profile

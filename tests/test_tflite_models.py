@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import numpy_helper
 
-from harness import onnx_models, tflite_models
+from harness.models import onnx_models
+from harness.models import tflite_models
 from harness.signature import KINDS, make_signature
-from harness.tflite_models import build_tflite, make_tflite_inputs, tflite_model_file
+from harness.models.tflite_models import build_tflite, make_tflite_inputs, tflite_model_file
 
 # (signature, the fp32 model's ops): every kind, every padding path.
 CASES = [

@@ -14,9 +14,9 @@ import torch
 from onnx import numpy_helper
 
 from harness.errors import InvalidSignature
-from harness.onnx_models import build_network
+from harness.models.onnx_models import build_network
 from optimizer.spaces import get_space
-from optimizer.torch_networks import build_torch_network
+from optimizer.training.torch_networks import build_torch_network
 
 from torch_helpers import perturb_batch_norms
 

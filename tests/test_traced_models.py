@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from optimizer.pruning import ChannelStructure
-from optimizer.traced_models import UntraceableModel, network_from_module
+from optimizer.netadapt.pruning import ChannelStructure
+from optimizer.netadapt.traced_models import UntraceableModel, network_from_module
 
 from torch_helpers import assert_export_computes_the_same, perturb_batch_norms
 

@@ -17,14 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from optimizer.spaces import get_space
-from optimizer.trainers import ObservationsTrainer
-from optimizer.training import (
-    TorchTrainer,
-    TrainingSettings,
-    load_trained_network,
-    observations_schema,
-    train_architecture,
-)
+from optimizer.accuracy.trainer_protocol import ObservationsTrainer
+from optimizer.training.trainer import TorchTrainer
+from optimizer.training.settings import TrainingSettings
+from optimizer.training.checkpoints import load_trained_network
+from optimizer.training.observations import observations_schema
+from optimizer.training.loop import train_architecture
 
 from conftest import one_line_error
 
@@ -96,7 +94,7 @@ def test_kill_then_resume_reuses_what_was_trained(tmp_path: Path) -> None:
         import numpy as np
         from pathlib import Path
         from optimizer.spaces import get_space
-        from optimizer.training import TorchTrainer, TrainingSettings
+        from optimizer.training.trainer import TorchTrainer, TrainingSettings
         if __name__ == "__main__":
             trainer = TorchTrainer(get_space("chamnet-mobile-mini"), "digits", TrainingSettings(epochs=1, batch_size=64),
                                    Path({str(observations)!r}), workers=1, progress=False)

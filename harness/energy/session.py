@@ -239,7 +239,7 @@ def _placeholder(item: SessionItem) -> OpSignature:
 # ------------------------------------------------------------------ set-up
 def plan_items(plan: Any, profile: Any) -> list[tuple[str, str, Callable[[], Path]]]:
     """One item per signature of the plan in a dtype the device takes; the model is built when its turn comes."""
-    from harness import tflite_models
+    from harness.models import tflite_models
 
     def model(signature: OpSignature) -> Callable[[], Path]:
         return lambda: tflite_models.tflite_model_file(signature)

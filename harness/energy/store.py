@@ -9,7 +9,7 @@ joined by newlines into one string), how the analysis was run (``runs``,
 (device, monitor, voltage, rate, session, time), and the trace file's path
 relative to the results file, so :func:`recompute` can redo the analysis.
 
-Writes mirror the LUT's habits (:mod:`harness.lut_store`): a temporary file
+Writes mirror the LUT's habits (:mod:`harness.lut.store`): a temporary file
 renamed over the old one, fsync'ed, under a lock (``FILE.lock``) so two
 writers do not lose each other's rows; readers see the old file or the new
 one, never half of one.  A row is unique per (device, operator or network);

@@ -48,20 +48,7 @@ from pathlib import Path
 from typing import Self
 
 from harness.fake_device import protocol as P
-from harness.fake_device.sandbox import (
-    DEVICE_CPUS,
-    FakeDeviceError,
-    OutputUnmapper,
-    PathEscape,
-    check_sandbox_path,
-    cpufreq_dir,
-    default_identity,
-    map_device_path,
-    populate,
-    rewrite_command,
-    thermal_zone_dir,
-    write_text_atomically,
-)
+from harness.fake_device.sandbox import DEVICE_CPUS, FakeDeviceError, OutputUnmapper, PathEscape, check_sandbox_path, cpufreq_dir, default_identity, map_device_path, populate, rewrite_command, thermal_zone_dir, write_text_atomically
 
 FEATURES = ("shell_v2", "fixed_push_mkdir")
 LOOPBACK_HOST = "127.0.0.1"

@@ -45,19 +45,8 @@ def split_lines(text: str) -> list[str]:
 
 
 # Parsers are imported after the helpers above, which they use.
-from harness.parsers.ort_perf_test import (
-    OrtPerfResult,
-    parse_ort_perf_test,
-    parse_ort_result_csv,
-)
-from harness.parsers.tflite_benchmark import (
-    NodeTypeRow,
-    OpRow,
-    RunStats,
-    TfliteBenchmarkResult,
-    parse_run_stats,
-    parse_tflite_benchmark,
-)
+from harness.parsers.ort_perf_test import OrtPerfResult, parse_ort_perf_test, parse_ort_result_csv
+from harness.parsers.tflite_benchmark import NodeTypeRow, OpRow, RunStats, TfliteBenchmarkResult, parse_run_stats, parse_tflite_benchmark
 
 FORMATS = ("tflite", "ort")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import onnx_models
+from harness.models import onnx_models
 from harness.errors import DeviceUnavailable
 from harness.measurement import Batch, MeasurementSettings
 from harness.parsers import ToolOutputError, parse_ort_result_csv

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import tflite_models
+from harness.models import tflite_models
 from harness.errors import DeviceUnavailable, InvalidProfile
 from harness.measurement import Batch, MeasurementSettings, ToolSummary
 from harness.parsers import ToolOutputError

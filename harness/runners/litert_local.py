@@ -1,7 +1,7 @@
 """LiteRT (``ai_edge_litert``) on this machine: the TFLite interpreter, XNNPACK delegate as it defaults.
 
 The local twin of the Android ``benchmark_model`` runner, for whole ``.tflite``
-networks (:mod:`harness.network_timing`): one interpreter per file, inputs set
+networks (:mod:`harness.networks.timing`): one interpreter per file, inputs set
 once, a timed run is one ``invoke()``.  The process is pinned to the profile's
 cores while the runner is open, as the local ONNX Runtime runner pins it, so a
 ``litert`` column and an ``xeon`` column of one table are timed on the same

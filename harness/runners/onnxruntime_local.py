@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import onnx_models
+from harness.models import onnx_models
 from harness.errors import DeviceUnavailable, InvalidModelFile
 from harness.measurement import Batch, Measurement, MeasurementSettings, measure_interleaved, time_callable
 from harness.profiles import DeviceProfile, pinned_cores

@@ -1,0 +1,149 @@
+"""Whole networks timed end to end, the way the LUT times its operators.
+
+A network's measured latency and its LUT prediction are only comparable when
+both come from the same method, so a network is measured by the very runner
+that measures the device's operators (same runtime, session options, threads,
+pinning, bound inputs and outputs) under the same :class:`MeasurementSettings`
+(warm-up, rounds, minimum runs and time, robust CV, re-measured attempts), and
+several networks are timed in interleaved rounds as a sweep times a group of
+operators, so a burst of interference slows one round of many networks rather
+than every run of one.
+
+The runner axis stays apart: any runner with a ``prepare_file(path)`` method
+returning a :class:`~harness.measurement.PreparedOp` measures networks (the
+local ONNX Runtime runner has one; an ADB runner would push the file and run
+its tool on it).
+
+    from harness.profiles import load_profile
+    from harness.networks.timing import measure_networks
+
+    timings = measure_networks(load_profile("xeon"), ["a.onnx", "b.onnx"])
+    timings[0].median_us
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+from harness.errors import DeviceUnavailable, InvalidModelFile
+from harness.measurement import Measurement, MeasurementSettings, PreparedOp, measure_prepared
+from harness.profiles import DeviceProfile
+from harness.runners import DeviceIdentity, make_runner
+
+# (networks measured so far, networks in all, the last one measured or None at the start)
+NetworkProgress = Callable[[int, int, "Path | None"], None]
+
+
+class NetworkRunner(Protocol):
+    """What measuring whole networks needs of a runner: open a model file ready to time."""
+
+    @property
+    def identity(self) -> DeviceIdentity: ...
+
+    def prepare_file(self, path: Path) -> PreparedOp: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class NetworkTiming:
+    """One network's end-to-end latency on one device, with the statistics of a LUT row (µs)."""
+
+    path: Path
+    median_us: float  # the median of the round medians, as a LUT entry
+    p10_us: float | None
+    p90_us: float | None
+    mean_us: float
+    std_us: float
+    min_us: float
+    runs: int  # timed runs, all rounds
+    warmup_runs: int
+    cv: float  # robust: 1.4826·MAD/median
+    attempts: int  # 1 + extra rounds taken because cv was over the threshold
+    timed_total_us: float
+    device_id: str
+    device_model: str
+    runtime: str
+    runtime_version: str
+    provider: str
+    threads: int
+    measured_at: datetime
+    throttled: bool | None = None
+    temperature_c: float | None = None
+    cpu_freq_khz: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = str(self.path)
+        data["measured_at"] = self.measured_at.isoformat()
+        return data
+
+
+def measure_networks(
+    profile: DeviceProfile,
+    model_paths: Sequence[str | Path],
+    settings: MeasurementSettings | None = None,
+    progress: NetworkProgress | None = None,
+    *,
+    runner: NetworkRunner | None = None,
+) -> list[NetworkTiming]:
+    """Time each model file end to end on ``profile``'s device, in the order given.
+
+    Networks are timed in groups of ``settings.interleave_group`` in
+    interleaved rounds (see :func:`harness.measurement.measure_interleaved`);
+    ``settings`` defaults to the profile's, the ones its LUT was measured
+    with.  Every file is checked before anything is timed.  Raises
+    :class:`InvalidModelFile` for a missing or unloadable file and
+    :class:`DeviceUnavailable` when the profile's runner cannot time whole
+    model files.
+    """
+    paths = [Path(p) for p in model_paths]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise InvalidModelFile(f"{missing[0]}: no such model file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    settings = settings or profile.measurement
+    own_runner = runner is None
+    runner = runner or make_runner(profile)  # type: ignore[assignment]
+    try:
+        if not callable(getattr(runner, "prepare_file", None)):
+            raise DeviceUnavailable(
+                f"device {profile.name!r}: the {profile.runtime.name} runner over the {profile.transport.type} "
+                f"transport cannot time whole model files yet"
+            )
+        identity = runner.identity
+        timings: list[NetworkTiming] = []
+        if progress:
+            progress(0, len(paths), None)
+        for start in range(0, len(paths), settings.interleave_group):
+            group = paths[start:start + settings.interleave_group]
+            for path, measurement in zip(group, measure_prepared(group, runner.prepare_file, settings)):
+                timings.append(_timing(path, measurement, identity, profile))
+            if progress:
+                progress(len(timings), len(paths), group[-1])
+        return timings
+    finally:
+        if own_runner:
+            runner.close()
+
+
+def measure_network(profile: DeviceProfile, path: str | Path, settings: MeasurementSettings | None = None, *,
+                    runner: NetworkRunner | None = None) -> NetworkTiming:
+    """Time one model file end to end (its rounds are interleaved with nothing)."""
+    return measure_networks(profile, [path], settings, runner=runner)[0]
+
+
+def _timing(path: Path, measurement: Measurement, identity: DeviceIdentity, profile: DeviceProfile) -> NetworkTiming:
+    return NetworkTiming(
+        path=path,
+        **measurement.columns(),
+        device_id=profile.name,
+        device_model=identity.model,
+        runtime=identity.runtime,
+        runtime_version=identity.runtime_version,
+        provider=identity.provider,
+        threads=profile.runtime.threads,
+        measured_at=datetime.now(timezone.utc),
+    )

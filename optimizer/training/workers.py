@@ -1,0 +1,127 @@
+"""The worker pool that trainings and NetAdapt's fine-tunes share: spawned processes that hold the data set,
+die with their parent, and turn a failure into one line that stops everything in flight."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import Any
+
+from harness.errors import ChameleonError
+from optimizer.training.datasets import ImageDataset
+from optimizer.training.settings import TrainingFailed
+
+_WORKER_DATASET: ImageDataset | None = None
+
+
+def _worker_init(dataset: ImageDataset, parent: int) -> None:
+    import signal
+
+    import torch
+
+    global _WORKER_DATASET
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    torch.set_num_threads(1)
+    _WORKER_DATASET = dataset
+
+
+def worker_dataset() -> ImageDataset:
+    """The data set this worker process was started with (in a worker of :func:`run_in_workers`)."""
+    assert _WORKER_DATASET is not None, "not in a training worker"
+    return _WORKER_DATASET
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this worker die when the trainer does: a SIGKILLed trainer cannot stop its pool.
+
+    Without this, workers of a killed run go on training queued networks whose
+    results nobody records, on the cores the resumed run measures latency on.
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere workers end when they next
+    find their queue closed.
+    """
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the trainer died before prctl took effect
+        os._exit(1)
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _first_line(problem: BaseException) -> str:
+    text = str(problem).strip()
+    return f"{type(problem).__name__}: {text.splitlines()[0]}" if text else type(problem).__name__
+
+
+@contextmanager
+def _worker_pool(dataset: ImageDataset, workers: int) -> Iterator[ProcessPoolExecutor]:
+    """Spawned training processes (one thread each, holding ``dataset``, dying with this one).
+
+    Left normally, the pool is joined; left by an error, Ctrl-C or an
+    abandoned generator, the trainings in flight are stopped at once.
+    """
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init, initargs=(dataset, os.getpid()))
+    finished = False
+    try:
+        yield pool
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            processes = list((getattr(pool, "_processes", None) or {}).values())  # no public API before 3.14
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+            # Join the pool's manager thread now: left for interpreter exit, its wake-up pipe may already be
+            # closed, and concurrent.futures' exit hook then prints a traceback after our one-line error.
+            pool.shutdown(wait=True)
+
+
+def run_in_workers(calls: Sequence[tuple[Any, tuple]], dataset: ImageDataset, workers: int,
+                   describe: Any, after_death: str = "") -> Iterator[tuple[int, Any]]:
+    """Run ``(function, args)`` calls in up to ``workers`` spawned processes; yield ``(index, result)`` as they finish.
+
+    Functions run in the workers with the data set at hand (``_WORKER_DATASET``);
+    results that finish together come in call order.  A failure is one
+    :class:`TrainingFailed` line naming ``describe(index)`` (``after_death``
+    is added when a worker process died), and the calls in flight are stopped.
+    """
+    with _worker_pool(dataset, min(workers, len(calls))) as pool:
+        futures: dict[Future, int] = {pool.submit(function, *args): i for i, (function, args) in enumerate(calls)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=futures.__getitem__):
+                i = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise TrainingFailed(f"a training worker process died (killed, or out of memory?) while training "
+                                         f"{describe(i)}{after_death}") from None
+                except ChameleonError as problem:
+                    raise problem from None
+                except Exception as problem:
+                    raise TrainingFailed(f"training {describe(i)} failed: {_first_line(problem)}") from None
+                yield i, result
