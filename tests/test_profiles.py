@@ -318,3 +318,70 @@ def test_xeon_auto_cores_resolve_here(builtin):
     cores = pinned_cores(builtin["xeon"].runtime)
     assert len(cores) == builtin["xeon"].runtime.threads
     assert set(cores) <= set(ALLOWED)
+
+
+# ------------------------------------------------------------------ which runner a profile gets
+def test_every_builtin_profile_has_a_runner_in_the_table(builtin):
+    from harness.runners.registry import BUILTIN_RUNNERS
+
+    for profile in builtin.values():
+        assert (profile.transport.type, profile.runtime.name) in BUILTIN_RUNNERS, profile.name
+
+
+def test_builtin_runner_table_names_factories_that_exist():
+    import importlib
+
+    from harness.runners.registry import BUILTIN_RUNNERS
+
+    for key, target in BUILTIN_RUNNERS.items():
+        module_name, _, attribute = target.partition(":")
+        assert callable(getattr(importlib.import_module(module_name), attribute)), key
+
+
+def test_unknown_runtime_lists_the_known_pairs(builtin):
+    import dataclasses
+
+    from harness.errors import DeviceUnavailable
+    from harness.runners import make_runner
+
+    xeon = builtin["xeon"]
+    profile = dataclasses.replace(xeon, runtime=dataclasses.replace(xeon.runtime, name="nope"))
+    with pytest.raises(DeviceUnavailable) as caught:
+        make_runner(profile)
+    assert one_line(caught.value) == (
+        "device 'xeon': no runner for runtime 'nope' over the local transport (known: onnxruntime_perf_test over adb, "
+        "tflite over adb, litert over local, onnxruntime over local)"
+    )
+
+
+def test_a_runner_registered_at_run_time_is_used_and_listed(builtin, monkeypatch):
+    import dataclasses
+
+    from harness.errors import DeviceUnavailable
+    from harness.runners import make_runner, register, registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    xeon = builtin["xeon"]
+    profile = dataclasses.replace(xeon, runtime=dataclasses.replace(xeon.runtime, name="mine"))
+    made = []
+    register("local", "mine", lambda p: made.append(p.name) or "my runner")
+    assert make_runner(profile) == "my runner" and made == ["xeon"]
+    register("local", "onnxruntime", lambda p: "replaces the built-in")
+    assert make_runner(xeon) == "replaces the built-in"
+    other = dataclasses.replace(xeon, runtime=dataclasses.replace(xeon.runtime, name="other"))
+    with pytest.raises(DeviceUnavailable, match=r"known: .*mine over local, onnxruntime over local\)$"):
+        make_runner(other)
+
+
+def test_reading_profiles_and_luts_loads_no_runtime():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, harness.runners, harness.profiles, harness.lut.store\n"
+        "harness.profiles.load_all_profiles()\n"
+        "loaded = [m for m in ('onnxruntime', 'ai_edge_litert', 'harness.runners.onnxruntime_local',"
+        " 'harness.runners.litert_local', 'harness.runners.android_tflite', 'harness.runners.android_ort') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -16,7 +16,6 @@ from harness.measurement import Batch, MeasurementSettings
 from harness.parsers import ToolOutputError, parse_ort_result_csv
 from harness.profiles import DeviceProfile
 from harness.runners.android import AndroidRunner, transport_for
-from harness.runners.base import register
 from harness.signature import OpSignature
 from harness.transports.adb import quote
 
@@ -53,8 +52,6 @@ class OrtPerfTestRunner(AndroidRunner):
         return Batch(samples_us=tuple(ms * 1000.0 for ms in per_run_ms), warmup_runs=1)
 
 
-def _from_profile(profile: DeviceProfile) -> OrtPerfTestRunner:
+def from_profile(profile: DeviceProfile) -> OrtPerfTestRunner:
+    """The factory that :data:`harness.runners.registry.BUILTIN_RUNNERS` names for this runtime."""
     return OrtPerfTestRunner(profile, transport_for(profile))
-
-
-register("adb", "onnxruntime_perf_test", _from_profile)

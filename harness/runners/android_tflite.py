@@ -20,7 +20,6 @@ from harness.parsers import ToolOutputError
 from harness.parsers.tflite_benchmark import TfliteBenchmarkResult, parse_tflite_benchmark
 from harness.profiles import DeviceProfile
 from harness.runners.android import AndroidRunner, transport_for
-from harness.runners.base import register
 from harness.signature import OpSignature
 
 
@@ -96,8 +95,6 @@ class TfliteBenchmarkRunner(AndroidRunner):
         return float(value)
 
 
-def _from_profile(profile: DeviceProfile) -> TfliteBenchmarkRunner:
+def from_profile(profile: DeviceProfile) -> TfliteBenchmarkRunner:
+    """The factory that :data:`harness.runners.registry.BUILTIN_RUNNERS` names for this runtime."""
     return TfliteBenchmarkRunner(profile, transport_for(profile))
-
-
-register("adb", "tflite", _from_profile)

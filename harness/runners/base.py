@@ -1,13 +1,15 @@
-"""The runner protocol and the registry that picks a runner for a device profile."""
+"""The runner protocol and the device identity every runner reports.
+
+Which runner serves a profile is :mod:`harness.runners.registry`'s business; this
+module imports no concrete runner.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
-from harness.errors import DeviceUnavailable
 from harness.measurement import Measurement, MeasurementSettings, PreparedOp
-from harness.profiles import DeviceProfile
 from harness.signature import OpSignature
 
 
@@ -37,29 +39,3 @@ class Runner(Protocol):
     def measure(self, signature: OpSignature, settings: MeasurementSettings) -> Measurement: ...
 
     def close(self) -> None: ...
-
-
-RunnerFactory = Callable[[DeviceProfile], Runner]
-_REGISTRY: dict[tuple[str, str], RunnerFactory] = {}
-
-
-def register(transport: str, runtime: str, factory: RunnerFactory) -> None:
-    _REGISTRY[(transport, runtime)] = factory
-
-
-def make_runner(profile: DeviceProfile) -> Runner:
-    """The runner for a profile's transport and runtime; raises DeviceUnavailable if there is none here."""
-    _load_builtin_runners()
-    key = (profile.transport.type, profile.runtime.name)
-    factory = _REGISTRY.get(key)
-    if factory is None:
-        raise DeviceUnavailable(
-            f"device {profile.name!r}: no runner for runtime {profile.runtime.name!r} over the "
-            f"{profile.transport.type} transport (known: {', '.join(f'{r} over {t}' for t, r in sorted(_REGISTRY))})"
-        )
-    return factory(profile)
-
-
-def _load_builtin_runners() -> None:
-    # Imported lazily so that reading LUTs or profiles never loads a runtime.
-    from harness.runners import android_ort, android_tflite, litert_local, onnxruntime_local  # noqa: F401

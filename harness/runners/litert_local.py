@@ -28,7 +28,7 @@ import numpy as np
 from harness.errors import DeviceUnavailable, InvalidModelFile
 from harness.measurement import Batch, MeasurementSettings, time_callable
 from harness.profiles import DeviceProfile, pinned_cores
-from harness.runners.base import DeviceIdentity, register
+from harness.runners.base import DeviceIdentity
 from harness.runners.onnxruntime_local import _cpu_model
 
 _DELEGATES = ("xnnpack", "none")
@@ -140,9 +140,7 @@ def _litert_version() -> str:
         return "unknown"
 
 
-def _from_profile(profile: DeviceProfile) -> LiteRtRunner:
+def from_profile(profile: DeviceProfile) -> LiteRtRunner:
+    """The factory that :data:`harness.runners.registry.BUILTIN_RUNNERS` names for this runtime."""
     spec = profile.runtime
     return LiteRtRunner(threads=spec.threads, cores=pinned_cores(spec), delegate=spec.delegate)
-
-
-register("local", "litert", _from_profile)

@@ -12,7 +12,7 @@ from harness.models import onnx_models
 from harness.errors import DeviceUnavailable, InvalidModelFile
 from harness.measurement import Batch, Measurement, MeasurementSettings, measure_interleaved, time_callable
 from harness.profiles import DeviceProfile, pinned_cores
-from harness.runners.base import DeviceIdentity, register
+from harness.runners.base import DeviceIdentity
 from harness.signature import OpSignature
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -189,10 +189,8 @@ def _gpu_name() -> str:
         return "NVIDIA GPU 0 (name unavailable: nvidia-ml-py not installed)"
 
 
-def _from_profile(profile: DeviceProfile) -> OnnxRuntimeRunner:
+def from_profile(profile: DeviceProfile) -> OnnxRuntimeRunner:
+    """The factory that :data:`harness.runners.registry.BUILTIN_RUNNERS` names for this runtime."""
     spec = profile.runtime
     cores = pinned_cores(spec) if spec.provider == "cpu" else None
     return OnnxRuntimeRunner(provider=spec.provider, threads=spec.threads, cores=cores)
-
-
-register("local", "onnxruntime", _from_profile)

@@ -1,0 +1,117 @@
+"""`bench devices`, `bench plans`, `bench parse` and `bench fake-device`: what the harness has and its tools.
+
+``devices`` and ``plans`` list the validated device profiles and the built-in
+sweep plans; ``parse`` reads a benchmark tool's saved output; ``fake-device``
+serves a loopback ADB device for demos and tests.  The functions are
+registered on the ``bench`` app by :mod:`harness.cli.app`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from harness.cli.common import emit_json, stdout
+from harness.cli.options import JsonOption
+from harness.errors import ChameleonError
+from harness.plans import available_plans, count_by_kind, load_plan
+from harness.profiles import load_all_profiles
+
+out = stdout
+
+
+# ----------------------------------------------------------------- parse
+def parse(
+    file: Path = typer.Argument(..., help="A saved output of the tool ('-' for standard input)."),
+    fmt: str = typer.Option(..., "--format", "-f", help="tflite (benchmark_model), ort (onnxruntime_perf_test), ort-csv (its result file)"),
+) -> None:
+    """Parse a benchmark tool's output and print its figures as one JSON document (times in µs)."""
+    from harness.parsers import parse_ort_result_csv, parse_tool_output
+
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8", errors="replace")
+    except OSError as problem:
+        raise ChameleonError(f"{file}: cannot read ({problem.strerror})") from None
+    if fmt == "ort-csv":
+        per_run_us = [ms * 1000.0 for ms in parse_ort_result_csv(text)]
+        emit_json({"format": "ort-result-csv", "runs": len(per_run_us), "per_run_us": per_run_us})
+    else:
+        emit_json(parse_tool_output(fmt, text))
+
+
+# ----------------------------------------------------------- fake device
+def fake_device(
+    port: int = typer.Option(5555, "--port", help="TCP port on 127.0.0.1 (0: any free port)."),
+    sandbox: Optional[Path] = typer.Option(None, "--sandbox", help="Folder standing for the device's filesystem (default: a new temp folder)."),
+    install_tools: bool = typer.Option(
+        True, "--install-tools/--no-install-tools",
+        help="Put the stand-in benchmark_model and onnxruntime_perf_test where the profiles look for them (/data/local/tmp/chameleon/).",
+    ),
+) -> None:
+    """Run a loopback ADB device (the real ADB protocol on 127.0.0.1) for demos and tests, until Ctrl-C.
+
+    It runs commands on this machine in a sandbox, answers getprop with its own
+    identity (never a phone's), and its stand-in benchmark_model runs .tflite
+    models with LiteRT on this CPU: figures measured through it are this
+    machine's, and every LUT row says so.
+    """
+    from harness.fake_device import serve_forever
+
+    try:
+        serve_forever(port=port, sandbox=sandbox, install_tools=install_tools)
+    except OSError as problem:
+        raise ChameleonError(f"cannot listen on 127.0.0.1:{port} ({problem.strerror or problem})") from None
+
+
+# --------------------------------------------------------------- devices
+def devices(as_json: bool = JsonOption) -> None:
+    """List the device profiles (device_profiles/*.yaml), validated."""
+    profiles = load_all_profiles()
+    records = [
+        {
+            "name": p.name,
+            "transport": p.transport.type,
+            "runtime": p.runtime.name,
+            "provider": p.runtime.provider if p.runtime.name == "onnxruntime" else p.runtime.delegate,
+            "threads": p.runtime.threads,
+            "affinity": p.runtime.core_mask or ("auto" if p.runtime.cores is None else ",".join(map(str, p.runtime.cores))),
+            "dtypes": list(p.dtypes),
+            "energy": p.energy.source,
+            "description": p.description,
+            "file": str(p.source),
+        }
+        for p in profiles
+    ]
+    if as_json:
+        emit_json({"devices": records})
+        return
+    table = Table(title="Device profiles")
+    for column in ("name", "transport", "runtime", "provider", "threads", "affinity", "dtypes", "energy", "description"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(r["name"], r["transport"], r["runtime"], r["provider"], str(r["threads"]), r["affinity"],
+                      ",".join(r["dtypes"]), r["energy"], r["description"])
+    out.print(table)
+
+
+# ----------------------------------------------------------------- plans
+def plans(as_json: bool = JsonOption) -> None:
+    """List the built-in sweep plans with their signature counts."""
+    records = []
+    for name in available_plans():
+        plan = load_plan(name)
+        records.append({"name": name, "signatures": len(plan.signatures), "by_kind": count_by_kind(plan),
+                        "description": plan.description, "file": str(plan.source)})
+    if as_json:
+        emit_json({"plans": records})
+        return
+    table = Table(title="Sweep plans")
+    for column in ("name", "signatures", "by kind", "description"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(r["name"], str(r["signatures"]), ", ".join(f"{k} {v}" for k, v in r["by_kind"].items()), r["description"])
+    out.print(table)

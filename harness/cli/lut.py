@@ -1,0 +1,160 @@
+"""`bench lut`: show, query, import and merge LUT files (the group's own Typer app, added by :mod:`harness.cli.app`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from harness.cli.common import emit_json, stderr, stdout
+from harness.cli.options import JsonOption
+from harness.errors import ChameleonError
+from harness.lut import store as lut_store
+from harness.lut.summary import summarize_lut
+from harness.signature import parse_signature
+
+app = typer.Typer(help="Inspect, query and merge LUT files.", no_args_is_help=True)
+
+out, err = stdout, stderr
+
+
+# ------------------------------------------------------------------- lut
+@app.command("show")
+def lut_show(
+    file: Path = typer.Argument(..., help="LUT Parquet file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw latency against MACs to this PNG."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Summarize a LUT: provenance, per-kind latencies, noisy rows, pending parts."""
+    table = lut_store.read_lut(file)
+    summary = summarize_lut(table)
+    parts = lut_store.read_parts(file)
+    summary["pending_part_rows"] = parts.rows
+    summary["unreadable_parts"] = [str(p) for p in parts.unreadable]
+    if plot is not None:
+        from harness.plots import plot_latency_vs_macs
+
+        summary["plot"] = str(plot_latency_vs_macs(table, plot, title=f"{file.name}: {', '.join(summary['devices'])}"))
+    if as_json:
+        emit_json(summary)
+    else:
+        print_lut_summary(file, summary)
+
+
+@app.command("query")
+def lut_query(
+    file: Path = typer.Argument(..., help="LUT Parquet file."),
+    signature: str = typer.Argument(..., help="Signature string, e.g. 'conv2d(n=1,c_in=3,...,dtype=fp32)'."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Print the entry of one signature (exit 1 when the LUT has no such entry)."""
+    key = parse_signature(signature).key
+    table = lut_store.read_lut(file)
+    row = lut_store.find_row(table, key)
+    if row is None:
+        if as_json:
+            emit_json({"signature": key, "found": False})
+        else:
+            err.print(f"{file}: no entry for {key}")
+        raise typer.Exit(1)
+    if as_json:
+        emit_json({"found": True, **row})
+        return
+    table_view = Table(title=key, show_header=False)
+    table_view.add_column("field", style="bold")
+    table_view.add_column("value")
+    for name, value in row.items():
+        table_view.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+    out.print(table_view)
+
+
+@app.command("import")
+def lut_import(
+    source: Path = typer.Argument(..., help="Caffe2 / FAI-PEP operator table: CSV or JSON (columns in harness/lut/caffe_import.py)."),
+    device: str = typer.Option(..., "--device", "-d", help="Device id the rows belong to (a profile name such as s835)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="LUT to write; existing rows of the same device are kept."),
+    on_duplicate: str = typer.Option("newest", "--on-duplicate", help="newest | lowest-cv | error"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Import per-operator timings measured with Caffe2 (discontinued) so they are not lost."""
+    from harness.lut.caffe_import import import_caffe2_lut
+
+    lut_store.check_writable(out_path)
+    result = import_caffe2_lut(source, device_id=device)
+    imported = lut_store.rows_to_table(result.rows)
+    existing = [lut_store.read_lut(out_path)] if out_path.exists() else []
+    merged = lut_store.merge_tables(existing + [imported], on_duplicate=on_duplicate)
+    lut_store.write_lut_atomic(merged, out_path)
+    report = {"source": str(source), "out": str(out_path), "records": result.records, "imported": len(result.rows),
+              "skipped": sum(result.skipped.values()), "skipped_by_reason": dict(result.skipped),
+              "rows_in_lut": merged.num_rows}
+    if as_json:
+        emit_json(report)
+        return
+    out.print(f"{out_path}: imported {len(result.rows)} of {result.records} records from {source} "
+              f"({merged.num_rows} rows in the LUT)")
+    for reason, count in sorted(result.skipped.items()):
+        out.print(f"  skipped {count}: {reason}")
+
+
+@app.command("merge")
+def lut_merge(
+    target: Path = typer.Argument(..., help="LUT to write (its existing rows and pending parts are included)."),
+    inputs: list[Path] = typer.Argument(None, help="LUT files to fold in."),
+    on_duplicate: str = typer.Option("newest", "--on-duplicate", help="newest | lowest-cv | error"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Combine LUT files of one device (several sessions) into TARGET, one row per signature."""
+    others = [p for p in inputs or [] if p.resolve() != target.resolve()]
+    sources = ([target] if target.exists() else []) + others
+    target_parts = lut_store.read_parts(target)
+    if not sources and not target_parts.tables:
+        raise ChameleonError(f"{target}: nothing to merge (no such file and no inputs given)")
+    tables = [lut_store.read_lut(source) for source in sources] + target_parts.tables
+    for source in others:
+        tables.extend(lut_store.read_parts(source).tables)  # what an input's interrupted sweep left
+    rows_in = sum(t.num_rows for t in tables)
+    merged = lut_store.merge_tables(tables, on_duplicate=on_duplicate)
+    lut_store.check_writable(target)
+    lut_store.write_lut_atomic(merged, target)
+    for part in target_parts.read:  # folded into the target now
+        part.unlink()
+    result = {"out": str(target), "inputs": [str(s) for s in sources], "rows_in": rows_in, "rows_out": merged.num_rows,
+              "duplicates_dropped": rows_in - merged.num_rows, "on_duplicate": on_duplicate}
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(f"{target}: {merged.num_rows} rows from {rows_in} in {len(sources)} file(s); "
+                  f"{rows_in - merged.num_rows} duplicate(s) dropped ({on_duplicate})")
+
+
+def print_lut_summary(file: Path, summary: dict[str, Any]) -> None:
+    """A LUT summary (:func:`harness.lut.summary.summarize_lut`) as tables on stdout; `bench sweep` prints it too."""
+    out.print(
+        f"[bold]{file}[/] · LUT schema v{summary['lut_schema_version']} · {summary['rows']} rows · "
+        f"device {', '.join(summary['devices']) or '-'} ({'; '.join(summary['device_models']) or '-'})"
+    )
+    out.print(
+        f"runtime {', '.join(summary['runtimes']) or '-'} · {', '.join(summary['providers']) or '-'} · "
+        f"threads {', '.join(map(str, summary['threads'])) or '-'} · harness {', '.join(summary['harness_versions']) or '-'} · "
+        f"{summary['sessions']} session(s)"
+    )
+    if summary["overhead_us"] is not None:
+        out.print(f"per-invocation overhead (identity model): {summary['overhead_us']:.2f} µs")
+    table = Table()
+    table.add_column("kind", no_wrap=True, min_width=17)
+    table.add_column("dtype", no_wrap=True)
+    for column in ("rows", "median µs (median)", "min µs", "max µs", "sum µs"):
+        table.add_column(column, justify="right")
+    for r in summary["by_kind"]:
+        table.add_row(r["kind"], r["dtype"], str(r["rows"]), f"{r['median_of_median_us']:.1f}",
+                      f"{r['min_median_us']:.1f}", f"{r['max_median_us']:.1f}", f"{r['sum_median_us']:.1f}")
+    out.print(table)
+    out.print(f"rows with CV > {summary['noisy_cv_threshold']:.2f}: {summary['noisy_rows']}")
+    if summary.get("pending_part_rows"):
+        out.print(f"[yellow]{summary['pending_part_rows']} measured rows wait in {file}.parts/ (an interrupted sweep): "
+                  f"re-run the sweep or `bench lut merge {file}` to fold them in[/]")
+    if summary.get("plot"):
+        out.print(f"plot: {summary['plot']}")

@@ -1,0 +1,140 @@
+"""`bench sweep` and `bench measure-networks`: the two commands that measure, with a progress bar on stderr.
+
+``sweep`` fills a per-device LUT with single-operator latencies
+(:func:`harness.sweep.run_sweep`); ``measure-networks`` times whole networks
+into an architecture latency table (:mod:`harness.networks.tables`).  Both are
+resumable and keep what they measured when interrupted (Ctrl-C or SIGTERM).
+The functions are registered on the ``bench`` app by :mod:`harness.cli.app`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from harness.cli.common import emit_json, sigterm_as_ctrl_c, stderr, stdout
+from harness.cli.lut import print_lut_summary
+from harness.cli.options import JsonOption
+from harness.errors import ChameleonError
+from harness.lut import store as lut_store
+from harness.lut.summary import summarize_lut
+from harness.plans import load_plan
+from harness.profiles import load_profile
+
+out, err = stdout, stderr
+
+
+# ----------------------------------------------------------------- sweep
+def sweep(
+    device: str = typer.Option(..., "--device", "-d", help="Device profile name (see `bench devices`) or a profile file."),
+    plan: str = typer.Option("smoke", "--plan", "-p", help="Built-in plan name (see `bench plans`) or a plan YAML file."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="LUT file to write (default: luts/DEVICE.parquet)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Measure at most this many missing signatures, then stop."),
+    adb: Optional[str] = typer.Option(None, "--adb", help="ADB device to use instead of the profile's: HOST:PORT or a USB serial."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Measure every signature of PLAN on DEVICE that the LUT does not hold yet (resumable)."""
+    from harness.sweep import run_sweep
+
+    profile = load_profile(device)
+    if adb:
+        profile = with_adb_device(profile, adb)
+    sweep_plan = load_plan(plan)
+    target = out_path or Path("luts") / f"{profile.name}.parquet"
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[op]}", style="dim"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    task = progress.add_task(f"{profile.name} · {sweep_plan.name}", total=None, op="")
+
+    def on_progress(done: int, total: int, signature: Any) -> None:
+        # The bar appears once the sweep has validated its inputs and found what is missing.
+        if not progress.live.is_started:
+            progress.start()
+        label = "" if signature is None else f"{signature.kind} {signature.c_in}x{signature.h}x{signature.w}→{signature.c_out} {signature.dtype}"
+        progress.update(task, completed=done, total=total, op=label)
+
+    try:
+        with sigterm_as_ctrl_c():  # the sweep keeps everything measured, and says so
+            result = run_sweep(profile, sweep_plan, target, on_progress=on_progress, limit=limit)
+    finally:
+        if progress.live.is_started:
+            progress.stop()
+
+    table = lut_store.read_lut(result.out)
+    summary = summarize_lut(table)
+    if as_json:
+        emit_json({"sweep": result.to_json(), "lut": summary})
+    else:
+        out.print(
+            f"[bold]{result.out}[/]: measured {result.measured} new, {result.already_measured} already there, "
+            f"{result.remaining} remaining of {result.planned} ({result.skipped_dtype} skipped: dtype not taken by {profile.name}); "
+            f"{result.wall_s:.1f} s wall, {result.timed_s:.1f} s in timed runs"
+        )
+        print_lut_summary(result.out, summary)
+    if result.interrupted:
+        err.print(f"interrupted: {result.rows_in_lut} rows kept in {result.out}; run the same command again to measure the remaining {result.remaining}")
+        raise typer.Exit(130)
+
+
+def with_adb_device(profile: Any, adb: str) -> Any:
+    """The profile with its ADB device replaced: ``host:port`` is a TCP address, anything else a USB serial."""
+    if profile.transport.type != "adb":
+        raise ChameleonError(f"--adb applies to Android devices; {profile.name!r} uses the {profile.transport.type} transport")
+    is_address = ":" in adb
+    transport = dataclasses.replace(profile.transport, address=adb if is_address else None, serial=None if is_address else adb)
+    return dataclasses.replace(profile, transport=transport)
+
+
+# ------------------------------------------------------- measure-networks
+def measure_networks_command(
+    sources: list[Path] = typer.Argument(..., help="A folder of .onnx files, a manifest CSV/Parquet (arch_id, path, encoding columns), or .onnx files."),
+    device: str = typer.Option(..., "--device", "-d", help="Device profile name (see `bench devices`) or a profile file."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="Architecture latency table to write or extend (.parquet or .csv)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Time whole networks end to end on DEVICE into an architecture latency table (one row per arch_id, resumable).
+
+    The device's column is latency_ms:DEVICE (ms); cells already measured are
+    kept, empty or failed (NaN) ones are measured. A missing model file is
+    refused up front; one that cannot be loaded is recorded as NaN and counted.
+    """
+    from harness.networks.tables import measure_into_table, read_manifest
+
+    profile = load_profile(device)
+    entries = read_manifest(sources)
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[arch]}", style="dim"), TimeElapsedColumn(), console=err)
+    task = progress.add_task(f"{profile.name} · {len(entries)} networks", total=None, arch="")
+
+    def on_progress(done: int, total: int, arch_id: Optional[str]) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=total, arch=arch_id or "")
+
+    try:
+        with sigterm_as_ctrl_c(f"interrupted: {out_path} keeps what was measured; run the same command again to "
+                               f"measure the rest"):
+            result = measure_into_table(profile, entries, out_path, progress=on_progress)
+    finally:
+        if progress.live.is_started:
+            progress.stop()
+    if as_json:
+        emit_json(result.to_json())
+        return
+    out.print(f"[bold]{result.out}[/] · {result.column}: measured {result.measured - result.failed} new, "
+              f"{result.already_measured} already there, {result.failed} failed (NaN) of {result.architectures}; "
+              f"{result.rows_in_table} rows in the table; {result.wall_s:.1f} s")
+    for failure in result.failures:
+        err.print(f"failed: {failure['arch_id']}: {failure['error']}", markup=False, soft_wrap=True)
