@@ -18,33 +18,7 @@ expected.
 
 from __future__ import annotations
 
-import math
-import re
-
-from harness.errors import ChameleonError
-
-
-class ToolOutputError(ChameleonError):
-    """A tool's output that holds no recognisable summary (wrong tool, failed or cut-short run)."""
-
-
-# A number as C++ iostreams print it: integers, fixed, scientific (1.23457e+06,
-# 5.6e-05), and nan/inf (any case, signed: glibc prints "-nan").
-NUMBER = r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))"
-
-
-def to_number(text: str) -> float | None:
-    """The float a tool printed, or None for nan/inf (they carry no measurement)."""
-    value = float(text)
-    return value if math.isfinite(value) else None
-
-
-def split_lines(text: str) -> list[str]:
-    """Lines of ``text`` with CRLF / CR line endings normalised and trailing whitespace kept off."""
-    return [line.rstrip() for line in re.split(r"\r\n|\r|\n", text)]
-
-
-# Parsers are imported after the helpers above, which they use.
+from harness.parsers.text import NUMBER, ToolOutputError, split_lines, to_number
 from harness.parsers.ort_perf_test import OrtPerfResult, parse_ort_perf_test, parse_ort_result_csv
 from harness.parsers.tflite_benchmark import NodeTypeRow, OpRow, RunStats, TfliteBenchmarkResult, parse_run_stats, parse_tflite_benchmark
 
@@ -66,6 +40,7 @@ def parse_tool_output(fmt: str, text: str) -> dict:
 
 __all__ = [
     "FORMATS",
+    "NUMBER",
     "NodeTypeRow",
     "OpRow",
     "OrtPerfResult",
@@ -77,4 +52,6 @@ __all__ = [
     "parse_run_stats",
     "parse_tflite_benchmark",
     "parse_tool_output",
+    "split_lines",
+    "to_number",
 ]

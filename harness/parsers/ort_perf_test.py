@@ -57,7 +57,7 @@ import io
 import re
 from dataclasses import dataclass, field
 
-from harness.parsers import NUMBER, ToolOutputError, split_lines, to_number
+from harness.parsers.text import NUMBER, ToolOutputError, split_lines, to_number
 
 _N = rf"({NUMBER})"
 

@@ -65,7 +65,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from harness.parsers import NUMBER, ToolOutputError, split_lines, to_number
+from harness.parsers.text import NUMBER, ToolOutputError, split_lines, to_number
 
 # ---------------------------------------------------------------- data model
 
