@@ -10,12 +10,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
-from rich.console import Console
 
+from harness.console import stderr, stdout
 from harness.errors import ChameleonError
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+__all__ = ["emit_json", "run_app", "sigterm_as_ctrl_c", "stderr", "stdout"]
 
 
 def emit_json(document: Any) -> None:

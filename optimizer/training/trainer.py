@@ -152,7 +152,7 @@ class TorchTrainer:
         return f"{self.space.name} (" + ", ".join(f"{n}={v}" for n, v in zip(self.space.gene_names, key)) + ")"
 
     def _progress_bar(self, total: int) -> Any:
-        from harness.cli.common import stderr
+        from harness.console import stderr
 
         if not self.progress or not stderr.is_terminal:  # a bar in a log file is noise (and breaks one-line errors)
             return None
