@@ -57,32 +57,37 @@ the model stays the pooling itself.
 
 Models are deterministic: the same signature and seed always give the same
 bytes, so a cached file can be rebuilt anywhere and compared.
+
+This module holds the public builders, the graph builder that mirrors the ONNX
+one and the per-kind graphs; the flatbuffer serialisation is
+:mod:`harness.models.tflite_writer`.  Imports: ``onnx_models``,
+``block_graphs``, ``tflite_writer`` and ``harness.signature``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
 import tflite
-from flatbuffers import number_types as N
 from onnx import numpy_helper
 
 from harness.models import block_graphs
 from harness.models import onnx_models
+from harness.models.tflite_writer import (SCHEMA_VERSION, FlatModel, Quant, add_options, conv_options,
+                                          depthwise_options, fc_options, pool_options, reducer_options)
 from harness.signature import OpSignature
 
-# The TFLite schema version written in Model.version.
-SCHEMA_VERSION = 3
+__all__ = ["BUILDER_VERSION", "SCHEMA_VERSION", "build_network_tflite", "build_tflite", "equals_onnx",
+           "make_tflite_inputs", "model_input_shape", "model_output_shape", "network_input",
+           "tflite_model_file", "write_network"]
+
 # Part of the model cache key.  It embeds the ONNX builder's version, since the
 # weights and calibration come from there: a new ONNX builder is a new model.
 BUILDER_VERSION = f"t1.{onnx_models.BUILDER_VERSION}"
 
-_FILE_IDENTIFIER = b"TFL3"
 _WEIGHT_QMAX = 127  # TFLite's symmetric int8 weights: [-127, 127], zero point 0
 _OP = tflite.BuiltinOperator
 _TYPE = tflite.TensorType
@@ -202,179 +207,6 @@ def network_input(units: Sequence[OpSignature], seed: int = 0) -> np.ndarray:
 
 
 # ------------------------------------------------------ flatbuffer writing
-@dataclass
-class _Quant:
-    """Quantization parameters of one tensor (per tensor, or per channel along ``axis``)."""
-
-    scale: np.ndarray  # float32
-    zero_point: np.ndarray  # int64
-    axis: int = 0
-
-
-@dataclass
-class _Tensor:
-    name: str
-    shape: tuple[int, ...]
-    type: int  # tflite.TensorType
-    buffer: int = 0  # 0: the empty buffer, i.e. no constant data
-    quant: _Quant | None = None
-
-
-@dataclass
-class _Operator:
-    opcode: int  # index into the model's operator codes
-    inputs: list[int]
-    outputs: list[int]
-    options_type: int = _OPTIONS.NONE
-    # (slot, number type, value) of each field of the options table
-    options: tuple[tuple[int, type, int | bool], ...] = ()
-
-
-class _FlatModel:
-    """A one-subgraph TFLite model being assembled, then written by :meth:`finish`.
-
-    Field slots follow the TFLite schema (schema.fbs): a table's n-th field is
-    vtable slot n, as the ``tflite`` reader classes read it (``Offset(4 + 2n)``).
-    """
-
-    def __init__(self, description: str, metadata: dict[str, str]) -> None:
-        self.description = description
-        self.metadata = metadata
-        self.tensors: list[_Tensor] = []
-        self.buffers: list[bytes] = [b""]  # buffer 0 is the schema's empty sentinel
-        self.opcodes: list[tuple[int, int]] = []  # (builtin code, version)
-        self.operators: list[_Operator] = []
-        self.inputs: list[int] = []
-        self.outputs: list[int] = []
-
-    def add_buffer(self, data: bytes) -> int:
-        self.buffers.append(data)
-        return len(self.buffers) - 1
-
-    def add_tensor(self, name: str, shape: tuple[int, ...], type: int,
-                   data: np.ndarray | None = None, quant: _Quant | None = None) -> int:
-        buffer = 0 if data is None else self.add_buffer(data.astype(data.dtype.newbyteorder("<")).tobytes())
-        self.tensors.append(_Tensor(name, tuple(int(d) for d in shape), type, buffer, quant))
-        return len(self.tensors) - 1
-
-    def add_operator(self, builtin: int, inputs: list[int], outputs: list[int], version: int = 1,
-                     options_type: int = _OPTIONS.NONE, options: tuple = ()) -> None:
-        code = (builtin, version)
-        if code not in self.opcodes:
-            self.opcodes.append(code)
-        self.operators.append(_Operator(self.opcodes.index(code), list(inputs), list(outputs), options_type, options))
-
-    # ---- serialisation: children first, then the table that points at them
-    def finish(self) -> bytes:
-        b = flatbuffers.Builder(1024)
-        buffers = [self._buffer(b, data) for data in self.buffers]
-        tensors = [self._tensor(b, t) for t in self.tensors]
-        operators = [self._operator(b, op) for op in self.operators]
-        subgraph = self._table(b, [
-            (0, self._offsets(b, tensors)),
-            (1, _int_vector(b, self.inputs, np.int32)),
-            (2, _int_vector(b, self.outputs, np.int32)),
-            (3, self._offsets(b, operators)),
-            (4, b.CreateString("main")),
-        ])
-        opcodes = [self._table(b, [], [
-            (0, N.Int8Flags, min(code, _OP.PLACEHOLDER_FOR_GREATER_OP_CODES)),  # deprecated_builtin_code
-            (2, N.Int32Flags, version),
-            (3, N.Int32Flags, code),  # builtin_code
-        ]) for code, version in self.opcodes]
-        metadata = []
-        for name, text in self.metadata.items():
-            buffer = len(buffers)
-            buffers.append(self._buffer(b, text.encode()))
-            metadata.append(self._table(b, [(0, b.CreateString(name))], [(1, N.Uint32Flags, buffer)]))
-        model = self._table(b, [
-            (1, self._offsets(b, opcodes)),
-            (2, self._offsets(b, [subgraph])),
-            (3, b.CreateString(self.description)),
-            (4, self._offsets(b, buffers)),
-            (6, self._offsets(b, metadata)),
-        ], [(0, N.Uint32Flags, SCHEMA_VERSION)])
-        b.Finish(model, file_identifier=_FILE_IDENTIFIER)
-        return bytes(b.Output())
-
-    @staticmethod
-    def _table(b: flatbuffers.Builder, offsets: list[tuple[int, int]],
-               scalars: list[tuple[int, type, int | bool | float]] = ()) -> int:
-        """A table from (slot, offset) and (slot, number type, value) fields, every field written."""
-        b.StartObject(1 + max(slot for slot, *_ in [*offsets, *scalars]) if (offsets or scalars) else 0)
-        for slot, flags, value in scalars:
-            b.PrependSlot(flags, slot, value, None)  # default None: always written, read back as is
-        for slot, offset in offsets:
-            b.PrependUOffsetTRelativeSlot(slot, offset, 0)
-        return b.EndObject()
-
-    @staticmethod
-    def _offsets(b: flatbuffers.Builder, offsets: list[int]) -> int:
-        b.StartVector(4, len(offsets), 4)
-        for offset in reversed(offsets):
-            b.PrependUOffsetTRelative(offset)
-        return b.EndVector()
-
-    def _buffer(self, b: flatbuffers.Builder, data: bytes) -> int:
-        if not data:
-            return self._table(b, [])
-        # Constant data 16-byte aligned, as the converter writes it, so kernels
-        # may read weights in place.
-        b.StartVector(1, len(data), 16)
-        b.head -= len(data)
-        b.Bytes[b.head:b.head + len(data)] = data
-        return self._table(b, [(0, b.EndVector())])
-
-    def _tensor(self, b: flatbuffers.Builder, t: _Tensor) -> int:
-        offsets = [(0, _int_vector(b, t.shape, np.int32)), (3, b.CreateString(t.name))]
-        if t.quant is not None:
-            q = t.quant
-            quant = self._table(b, [
-                (2, b.CreateNumpyVector(q.scale.astype("<f4"))),
-                (3, b.CreateNumpyVector(q.zero_point.astype("<i8"))),
-            ], [(6, N.Int32Flags, q.axis)])
-            offsets.append((4, quant))
-        return self._table(b, offsets, [(1, N.Int8Flags, t.type), (2, N.Uint32Flags, t.buffer)])
-
-    def _operator(self, b: flatbuffers.Builder, op: _Operator) -> int:
-        offsets = [(1, _int_vector(b, op.inputs, np.int32)), (2, _int_vector(b, op.outputs, np.int32))]
-        if op.options_type != _OPTIONS.NONE:
-            offsets.append((4, self._table(b, [], list(op.options))))
-        return self._table(b, offsets, [(0, N.Uint32Flags, op.opcode), (3, N.Uint8Flags, op.options_type)])
-
-
-def _int_vector(b: flatbuffers.Builder, values, dtype) -> int:
-    return b.CreateNumpyVector(np.asarray(values, dtype=np.dtype(dtype).newbyteorder("<")))
-
-
-# Builtin options tables: (slot, type, value) per field, in schema order.
-def _conv_options(padding: int, stride: int, activation: int) -> tuple:
-    return ((0, N.Int8Flags, padding), (1, N.Int32Flags, stride), (2, N.Int32Flags, stride),
-            (3, N.Int8Flags, activation), (4, N.Int32Flags, 1), (5, N.Int32Flags, 1))
-
-
-def _depthwise_options(padding: int, stride: int, multiplier: int, activation: int) -> tuple:
-    return ((0, N.Int8Flags, padding), (1, N.Int32Flags, stride), (2, N.Int32Flags, stride),
-            (3, N.Int32Flags, multiplier), (4, N.Int8Flags, activation), (5, N.Int32Flags, 1),
-            (6, N.Int32Flags, 1))
-
-
-def _pool_options(padding: int, stride: int, kernel: int) -> tuple:
-    return ((0, N.Int8Flags, padding), (1, N.Int32Flags, stride), (2, N.Int32Flags, stride),
-            (3, N.Int32Flags, kernel), (4, N.Int32Flags, kernel), (5, N.Int8Flags, _ACT.NONE))
-
-
-def _fc_options(activation: int) -> tuple:
-    # weights_format DEFAULT, keep_num_dims false: what the Hexagon delegate accepts.
-    return ((0, N.Int8Flags, activation), (1, N.Int8Flags, 0), (2, N.BoolFlags, False))
-
-
-def _add_options(activation: int) -> tuple:
-    return ((0, N.Int8Flags, activation),)
-
-
-def _reducer_options(keep_dims: bool) -> tuple:
-    return ((0, N.BoolFlags, keep_dims),)
 
 
 # ----------------------------------------------------------- graph builder
@@ -391,7 +223,7 @@ class _Graph:
         # A single-op model is described by its signature; a network by ``meta`` (sig None).
         meta = {"signature": sig.key} if sig is not None else dict(meta or {})
         meta.update({"seed": str(seed), "builder_version": BUILDER_VERSION})
-        self.model = _FlatModel(sig.key if sig is not None else meta.get("description", "network"),
+        self.model = FlatModel(sig.key if sig is not None else meta.get("description", "network"),
                                 {"chameleon": json.dumps(meta, sort_keys=True)})
         self.int8 = ranges is not None
         self.act_type = _TYPE.INT8 if self.int8 else _TYPE.FLOAT32
@@ -414,7 +246,7 @@ class _Graph:
             self._tied.add(t)
         return t
 
-    def const(self, prefix: str, array: np.ndarray, type: int, quant: _Quant | None = None) -> int:
+    def const(self, prefix: str, array: np.ndarray, type: int, quant: Quant | None = None) -> int:
         return self.model.add_tensor(self.name(prefix), array.shape, type, array, quant)
 
     def shape(self, t: int) -> tuple[int, ...]:
@@ -430,7 +262,7 @@ class _Graph:
             if t not in self._tied:  # pooling / reshape outputs keep their input's qparams
                 scale, zero_point = onnx_models._activation_qparams(low, high)
                 # The ONNX model's uint8 zero point, shifted to int8: the same real grid.
-                self.model.tensors[t].quant = _Quant(np.array([scale], np.float32),
+                self.model.tensors[t].quant = Quant(np.array([scale], np.float32),
                                                      np.array([zero_point - 128], np.int64))
         self.quant_points.add(t)
         return t
@@ -516,14 +348,14 @@ class _Graph:
             w_t, b_t = self.weights(filt, b, x, axis=3)
             y = self.op(_OP.DEPTHWISE_CONV_2D, [x_in, w_t, b_t], out_shape, int8_version=3,
                         options_type=_OPTIONS.DepthwiseConv2DOptions,
-                        options=_depthwise_options(mode, stride, c_out // c_in, fused))
+                        options=depthwise_options(mode, stride, c_out // c_in, fused))
         else:
             filt = w.transpose(0, 2, 3, 1)  # OIHW -> OHWI (I = c_in / groups)
             w_t, b_t = self.weights(filt, b, x, axis=0)
             # The converter marks grouped convolutions as version 6.
             y = self.op(_OP.CONV_2D, [x_in, w_t, b_t], out_shape, int8_version=3,
                         version=6 if groups > 1 else None,
-                        options_type=_OPTIONS.Conv2DOptions, options=_conv_options(mode, stride, fused))
+                        options_type=_OPTIONS.Conv2DOptions, options=conv_options(mode, stride, fused))
         return self.quant(self.activation(y, self._unfused(activation)))
 
     def gemm(self, x: int, c_in: int, c_out: int, activation: str) -> int:
@@ -531,12 +363,12 @@ class _Graph:
         w_t, b_t = self.weights(w, b, x, axis=None)
         y = self.op(_OP.FULLY_CONNECTED, [x, w_t, b_t], (self.shape(x)[0], c_out), int8_version=4,
                     options_type=_OPTIONS.FullyConnectedOptions,
-                    options=_fc_options(_FUSED.get(activation, _ACT.NONE)))
+                    options=fc_options(_FUSED.get(activation, _ACT.NONE)))
         return self.quant(self.activation(y, self._unfused(activation)))
 
     def add(self, a: int, b: int, activation: str = "none") -> int:
         y = self.op(_OP.ADD, [a, b], self.shape(a), options_type=_OPTIONS.AddOptions,
-                    options=_add_options(_FUSED.get(activation, _ACT.NONE)))
+                    options=add_options(_FUSED.get(activation, _ACT.NONE)))
         return self.quant(self.activation(y, self._unfused(activation)))
 
     # ---- weights
@@ -569,8 +401,8 @@ class _Graph:
         int32 = np.iinfo(np.int32)
         b_q = np.clip(np.round(b.astype(np.float64) / b_scale), int32.min, int32.max).astype(np.int32)
         zeros = np.zeros(w_scale.shape, np.int64)
-        w_t = self.const("w", w_q, _TYPE.INT8, _Quant(w_scale, zeros, 0 if axis is None else axis))
-        b_t = self.const("b", b_q, _TYPE.INT32, _Quant(b_scale, zeros, 0))
+        w_t = self.const("w", w_q, _TYPE.INT8, Quant(w_scale, zeros, 0 if axis is None else axis))
+        b_t = self.const("b", b_q, _TYPE.INT32, Quant(b_scale, zeros, 0))
         return w_t, b_t
 
 
@@ -596,14 +428,14 @@ def _avgpool_graph(g: _Graph, sig: OpSignature, x: int) -> int:
     x_in, mode = g.spatial_input(x, sig.kernel, sig.stride, sig.padding)
     n, c = sig.n, sig.c_in
     y = g.op(_OP.AVERAGE_POOL_2D, [x_in], (n, sig.h_out, sig.w_out, c), tied=True,
-             options_type=_OPTIONS.Pool2DOptions, options=_pool_options(mode, sig.stride, sig.kernel))
+             options_type=_OPTIONS.Pool2DOptions, options=pool_options(mode, sig.stride, sig.kernel))
     return g.quant(y)
 
 
 def _global_avgpool_graph(g: _Graph, sig: OpSignature, x: int) -> int:
     axes = g.const("axes", np.array([1, 2], np.int32), _TYPE.INT32)
     y = g.op(_OP.MEAN, [x, axes], (sig.n, 1, 1, sig.c_in), options_type=_OPTIONS.ReducerOptions,
-             options=_reducer_options(True))
+             options=reducer_options(True))
     return g.quant(y)
 
 
