@@ -18,7 +18,8 @@ from harness.plans import Plan
 from harness.profiles import load_profile
 from harness.signature import make_signature
 from harness.sweep import OVERHEAD_SIGNATURE, run_sweep
-from optimizer import netadapt as netadapt_module
+from optimizer.netadapt import finetune as finetune_module
+from optimizer.netadapt import measure as measure_module
 from optimizer.training.datasets import load_dataset
 from optimizer.latency.layer_tables import LatencyTable, MacsCount, interpolate_by_channels
 from optimizer.netadapt import NetAdaptError, NetAdaptRun, NetAdaptSettings, load_network, parse_budget
@@ -77,7 +78,7 @@ def test_the_reduction_schedule_decays_geometrically() -> None:
 def test_a_measured_network_is_a_final_only_with_a_margin_under_its_budget() -> None:
     """A final is measured again after its fine-tune; a network 0.6% under its budget measured 0.6% over it
     the second time (a fresh-clone run), so a measured candidate must be MEASURED_MARGIN under."""
-    from optimizer.netadapt import MEASURED_MARGIN, Iteration, _meets
+    from optimizer.netadapt.records import MEASURED_MARGIN, Iteration, meets_budget as _meets
 
     def network(estimate: float, measured: float | None) -> Iteration:
         return Iteration(index=1, units=[], channels=[], estimate=estimate, interpolated=[], constraint=None,
@@ -168,7 +169,7 @@ def test_a_macs_run_meets_its_budget_saves_every_iteration_and_resumes(tmp_path,
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(netadapt_module, "run_job", no_training)
+    monkeypatch.setattr(finetune_module, "run_job", no_training)  # run_jobs looks it up there
     again = NetAdaptRun(model=trained, out=out, budgets=["75%", "90%"], table=MacsCount(), data=digits,
                         settings=TINY, baselines=(0.5, 1.0), workers=1).run()
     assert [i.units for i in again.iterations] == [i.units for i in its]
@@ -186,7 +187,7 @@ def test_a_run_folder_of_other_settings_is_refused(tmp_path, trained, digits) ->
 
 
 def test_a_latency_run_measures_every_network_on_this_cpu(tmp_path, trained, digits, profiles_dir, monkeypatch) -> None:
-    monkeypatch.setattr(netadapt_module, "REFERENCE_PAUSE_S", 0.0)  # re-measuring a slow batch need not wait here
+    monkeypatch.setattr(measure_module, "REFERENCE_PAUSE_S", 0.0)  # re-measuring a slow batch need not wait here
     profile = load_profile("fastcpu")
     net, _ = load_network(trained)
     lut = tmp_path / "lut.parquet"
