@@ -1,0 +1,210 @@
+"""Cross-device latency (OneProxy): `optimize latency-table`, `monotonicity`, `proxy-reuse`, `adapt-proxy`.
+
+Thin commands over :mod:`optimizer.latency.architecture_tables` (architecture latency tables, one
+``latency_ms:<device>`` column per device) and :mod:`optimizer.crossdevice` (monotonicity between
+devices, reusing a proxy's architectures, adapting a proxy with a few target samples).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.cli.common import emit_json, stdout
+from harness.errors import ChameleonError
+
+
+def _split(text: Optional[str]) -> Optional[list[str]]:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ChameleonError(f"empty list {text!r}")
+    return items
+
+
+def _floats(text: Optional[str], what: str) -> Optional[list[float]]:
+    items = _split(text)
+    if items is None:
+        return None
+    try:
+        return [float(t.lower().removesuffix("ms")) for t in items]
+    except ValueError:
+        raise ChameleonError(f"{what} {text!r}: not a comma list of numbers") from None
+
+
+def _read_table(path: Path, devices: Optional[str] = None, accuracy: Optional[str] = None):
+    from optimizer.latency.architecture_tables import read_latency_table
+
+    return read_latency_table(path, _split(devices), accuracy)
+
+
+def latency_table(
+    luts: list[Path] = typer.Option(..., "--lut", help="A device's LUT (Parquet); repeat for more devices (one column each)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The architecture latency table to write (.parquet, else CSV)."),
+    space_name: str = typer.Option("chamnet-mobile", "--space", help="Search space the architectures are drawn from."),
+    n: int = typer.Option(1000, "--n", min=1, help="Architectures (a Sobol pool of the space)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the Sobol pool."),
+    interpolate: bool = typer.Option(False, "--interpolate", help="Estimate units missing from a LUT instead of failing."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Predict an architecture latency table with the LUT predictor: one latency_ms:<device> column per LUT."""
+    from optimizer.latency.architecture_tables import table_from_luts, write_latency_table
+    from optimizer.spaces import get_space
+
+    table = table_from_luts(get_space(space_name), luts, n=n, seed=seed, interpolate=interpolate)
+    write_latency_table(table, out)
+    document = {"out": str(out), "space": space_name, "architectures": len(table), "devices": table.devices,
+                "luts": [str(p) for p in luts]}
+    if as_json:
+        emit_json(document)
+    else:
+        stdout.print(f"{out}: {len(table)} architectures of {space_name} on {', '.join(table.devices)} (LUT-predicted)")
+
+
+def monotonicity(
+    table_path: Path = typer.Argument(..., metavar="TABLE", help="Architecture latency table (Parquet/CSV; see optimizer/latency/architecture_tables.py)."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Comma list of devices (latency_ms:<name> or plain column names); default: every latency_ms:* column."),
+    threshold: float = typer.Option(0.9, "--threshold", help="Flag pairs whose SRCC is under this (OneProxy: 0.9)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals (0: none)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the bootstrap."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Draw the SRCC matrix as a heatmap PNG here."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Latency monotonicity: SRCC and Kendall tau between every pair of devices, with bootstrap intervals."""
+    from optimizer.crossdevice.monotonicity import monotonicity as measure, plot_heatmap
+
+    table = _read_table(table_path, devices)
+    report = measure(table, _split(devices), bootstrap=bootstrap, seed=seed, threshold=threshold)
+    document = report.to_json()
+    if png is not None:
+        document["png"] = str(plot_heatmap(report, png))
+    if as_json:
+        emit_json(document)
+        return
+    from rich.table import Table
+
+    grid = Table(title=f"SRCC (upper) and Kendall tau (lower) of {table_path}: {report.rows} architectures")
+    grid.add_column("", style="bold")
+    for d in report.devices:
+        grid.add_column(d, justify="center")
+    cell = {(p.a, p.b): p for p in report.pairs}
+
+    def show(p, what: str) -> str:
+        value, low, high = (getattr(p, what), getattr(p, f"{what}_low"), getattr(p, f"{what}_high"))
+        if value != value:
+            return f"- (n={p.n})"
+        text = f"{value:.3f}" + (f"\n[{low:.3f}, {high:.3f}]" if low == low else "")
+        return f"[red]{text}[/red]" if what == "srcc" and p.below_threshold else text
+
+    for i, a in enumerate(report.devices):
+        row = []
+        for j, b in enumerate(report.devices):
+            if i == j:
+                row.append("1")
+            elif i < j:
+                row.append(show(cell[(a, b)], "srcc"))
+            else:
+                row.append(show(cell[(b, a)], "kendall"))
+        grid.add_row(a, *row)
+    stdout.print(grid)
+    bad = {d: k for d, k in report.invalid.items() if k}
+    if bad:
+        stdout.print("failed or missing measurements (left out pairwise): "
+                     + ", ".join(f"{d} {k}" for d, k in bad.items()))
+    flagged = report.flagged
+    stdout.print(f"{len(flagged)} of {len(report.pairs)} pair(s) under SRCC {threshold:g}"
+                 + (": " + ", ".join(f"{p.a}/{p.b}" for p in flagged) if flagged else "")
+                 + (f"; 95% intervals from {bootstrap} bootstrap resamples (seed {seed})" if bootstrap else ""))
+    if png is not None:
+        stdout.print(f"wrote {document['png']}")
+
+
+def proxy_reuse(
+    table_path: Path = typer.Argument(..., metavar="TABLE", help="Architecture latency table with an accuracy column."),
+    proxy: str = typer.Option(..., "--proxy", help="The device searched on."),
+    target: str = typer.Option(..., "--target", help="The device deployed on."),
+    accuracy: Optional[str] = typer.Option(None, "--accuracy", help="The accuracy column (default: 'accuracy')."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Comma list of plain device columns, when not named latency_ms:<device>."),
+    quantiles: Optional[str] = typer.Option(None, "--quantiles", help="Budgets as latency quantiles (default 0.1,...,1.0)."),
+    budgets: Optional[str] = typer.Option(None, "--budgets", help="Target budgets in ms instead, e.g. 2,4,8."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Search on the proxy, deploy on the target: Pareto sets kept, accuracy and latency lost per budget."""
+    from optimizer.crossdevice.proxy_reuse import proxy_reuse as evaluate
+
+    table = _read_table(table_path, devices, accuracy)
+    table.latency(proxy), table.latency(target)
+    report = evaluate(table, proxy, target, quantiles=_floats(quantiles, "--quantiles"),
+                      target_budgets_ms=_floats(budgets, "--budgets"))
+    if as_json:
+        emit_json({"table": str(table_path), **report.to_json()})
+        return
+    from rich.table import Table
+
+    grid = Table(title=f"reusing {proxy}'s architectures on {target} ({report.rows} architectures)")
+    for column in ("q", f"budget ms\n{proxy}", f"budget ms\n{target}", f"searched on\n{target}: acc",
+                   f"reused from\n{proxy}: acc", "accuracy\nlost", "latency\nlost ms"):
+        grid.add_column(column, justify="right", overflow="fold")
+    fmt = lambda v, f="{:.4f}": "-" if v is None else f.format(v)  # noqa: E731
+    for b in report.budgets:
+        grid.add_row(f"{b.quantile:.2f}", f"{b.proxy_budget_ms:.3f}", f"{b.target_budget_ms:.3f}",
+                     f"{b.target_choice or '-'}\n{fmt(b.target_accuracy)}", f"{b.reused_choice or '-'}\n{fmt(b.reused_accuracy)}",
+                     fmt(b.accuracy_lost), fmt(b.latency_lost_ms, "{:.3f}"))
+    stdout.print(grid)
+    stdout.print(f"{report.proxy_pareto_on_target} of {report.proxy_pareto} Pareto-optimal architectures on {proxy} are "
+                 f"Pareto-optimal on {target} too ({target} has {report.target_pareto}); "
+                 f"largest accuracy lost {report.max_accuracy_lost:.4f}")
+
+
+def adapt_proxy(
+    table_path: Path = typer.Argument(..., metavar="TABLE", help="Architecture latency table (its encoding columns are the choices)."),
+    proxy: str = typer.Option(..., "--proxy", help="The proxy device, a comma list of candidates, or 'all'."),
+    target: str = typer.Option(..., "--target", help="The target device."),
+    samples: int = typer.Option(..., "--samples", help="Target architectures the adaptation is fitted on."),
+    validation: int = typer.Option(10, "--validation", min=0, help="Further target architectures held back to choose the penalty (OneProxy: 10)."),
+    draws: int = typer.Option(10, "--draws", min=1, help="Random draws of the target samples."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the draws."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Comma list of plain device columns, when not named latency_ms:<device>."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """OneProxy's adaptation: proxy model a·f_p + one-hot·δ + b fitted on a few target samples; SRCC before and after."""
+    from optimizer.crossdevice.proxy_adaptation import best_proxy
+
+    table = _read_table(table_path, devices)
+    table.latency(target)
+    candidates = [d for d in table.devices if d != target] if proxy == "all" else _split(proxy)
+    for d in candidates:
+        table.latency(d)
+    results, best_adapted, best_raw, skipped = best_proxy(table, candidates, target, samples, draws=draws, seed=seed,
+                                                          validation=validation, skip_short=proxy == "all")
+    if as_json:
+        emit_json({"table": str(table_path), "target": target, "samples": samples, "validation": validation,
+                   "draws": draws, "seed": seed, "best_proxy_adapted": best_adapted, "best_proxy_raw": best_raw,
+                   "results": [r.to_json() for r in results], "skipped": skipped})
+        return
+    from rich.table import Table
+
+    grid = Table(title=f"adapting to {target}: {samples} target samples + {validation} for validation, {draws} draws, "
+                       f"SRCC on the rest (mean ± std)")
+    for column in ("proxy", "scored on", "raw SRCC", "proxy model SRCC", "adapted SRCC"):
+        grid.add_column(column, justify="right")
+    for r in results:
+        grid.add_row(r.proxy, str(r.evaluated), f"{r.raw_srcc_mean:.3f} ± {r.raw_srcc_std:.3f}",
+                     f"{r.proxy_model_srcc_mean:.3f} ± {r.proxy_model_srcc_std:.3f}",
+                     f"{r.adapted_srcc_mean:.3f} ± {r.adapted_srcc_std:.3f}")
+    stdout.print(grid)
+    for name, why in skipped.items():
+        stdout.print(f"skipped {name}: {why}", markup=False)
+    if len(results) > 1:
+        stdout.print(f"best proxy for {target}: {best_adapted} adapted, {best_raw} as is")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the ``optimize`` app (top-level commands, in this order)."""
+    app.command("latency-table")(latency_table)
+    app.command()(monotonicity)
+    app.command("proxy-reuse")(proxy_reuse)
+    app.command("adapt-proxy")(adapt_proxy)

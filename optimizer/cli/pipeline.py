@@ -1,0 +1,84 @@
+"""`optimize pipeline`: the main job on one device (:func:`optimizer.pipeline.run_pipeline`).
+
+Sweep the device, build the accuracy predictor from real trainings, search under the budget,
+export the winners and measure them again; this module maps the flags to a
+:class:`optimizer.pipeline.PipelineConfig` and prints the outcome.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.cli.common import emit_json, sigterm_as_ctrl_c, stdout
+from harness.errors import ChameleonError
+
+
+def pipeline(
+    out: Path = typer.Option(Path("chameleon-run"), "--out", "-o", help="Output folder (every step is cached there; re-run to resume)."),
+    device: str = typer.Option("xeon", "--device", "-d", help="Device profile to measure on (a local one: the exports are timed end to end)."),
+    space_name: str = typer.Option("chamnet-mobile-mini", "--space", help="Search space (the reduced chamnet-mobile-mini by default)."),
+    data: str = typer.Option("digits", "--data", help="Data set: 'digits', 'mnist-5k', 'glyphs' (built in, offline) or an ImageFolder-style folder."),
+    latency: Optional[str] = typer.Option(None, "--latency", help="Latency budget, e.g. 0.2ms (default: the predicted latency of the uniform half-width 48 px baseline)."),
+    trainings: int = typer.Option(48, "--trainings", min=2, help="Networks Algorithm 1 trains for the accuracy predictor."),
+    initial: int = typer.Option(16, "--initial", min=2, help="Networks trained before the first GP fit."),
+    per_round: int = typer.Option(8, "--per-round", min=1, help="Exploration and exploitation samples per round (p = q)."),
+    pool: int = typer.Option(2048, "--pool", min=2, help="Sobol pool of candidate architectures (ChamNet: 2048)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs per network (default: the trainer's)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel training processes (default: one per core)."),
+    calibration: int = typer.Option(20, "--calibration", min=0, help="Random networks measured end to end to calibrate the LUT sum (0: plain sum)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the pool, Algorithm 1's first subset, the GP and the search."),
+    generations: int = typer.Option(100, "--generations", min=1, help="EES generations (ChamNet: 100)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """The main job: sweep this device, build the accuracy predictor from real trainings, search, export, measure again."""
+
+    from harness.cli.common import stderr
+    from optimizer.pipeline import PipelineConfig, run_pipeline
+    from optimizer.search.frontier import parse_budgets
+
+    budget = None if latency is None else parse_budgets(latency, "ms")
+    if budget is not None and len(budget) != 1:
+        raise ChameleonError(f"--latency {latency}: the main job takes one budget (it searches a few around it itself)")
+    config = PipelineConfig(out=out, device=device, space=space_name, data=data,
+                            latency_ms=None if budget is None else budget[0], trainings=trainings,
+                            initial=min(initial, trainings), per_round=per_round, pool=pool, epochs=epochs,
+                            workers=workers, calibration=calibration, seed=seed, generations=generations)
+
+    with sigterm_as_ctrl_c(f"interrupted: what finished is kept in {out}; run the same command again to go on"):
+        result = run_pipeline(config, console=stderr)
+    if as_json:
+        emit_json(result.to_json())
+        return
+    _print_pipeline(result)
+
+
+def _print_pipeline(result) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.config['space']} on {result.device} ({result.device_model}): predicted against measured")
+    for column in ("budget ms", "LUT ms", "measured ms", "error", "in budget", "acc pred", "acc trained", "MMACs"):
+        table.add_column(column, justify="right")
+    for o in sorted(result.outcomes, key=lambda o: o.budget_ms):
+        main = o.budget_ms == result.budget_ms
+        table.add_row(f"{'▶ ' if main else ''}{o.budget_ms:.3f}", f"{o.predicted_latency_ms:.3f}", f"{o.measured_latency_ms:.3f}",
+                      f"{o.latency_error:+.1%}", "yes" if o.over_budget <= 0 else f"no, +{o.over_budget:.1%}",
+                      f"{o.predicted_accuracy:.3f}", f"{o.trained_accuracy:.3f}", f"{o.macs / 1e6:.2f}")
+    stdout.print(table)
+    w, ref = result.winner, result.reference
+    verdict = ("within its budget" if w.over_budget <= 0
+               else f"OVER its budget by {w.measured_latency_ms - w.budget_ms:.3f} ms ({w.over_budget:.1%})")
+    stdout.print(f"winner (≤ {w.budget_ms:.3f} ms, {result.budget_source}): latency predicted {w.predicted_latency_ms:.3f} ms, "
+                 f"measured {w.measured_latency_ms:.3f} ms ({w.latency_error:+.1%}) — {verdict}")
+    stdout.print(f"winner accuracy: predicted {w.predicted_accuracy:.3f}, trained {w.trained_accuracy:.3f} "
+                 f"(GP from {result.trained_samples} trainings, leave-one-out RMSE {result.predictor_loo_rmse:.3f})")
+    if ref:
+        stdout.print(f"reference {ref['name']}: measured {ref['measured_latency_ms']:.3f} ms, trained accuracy {ref['trained_accuracy']:.3f}")
+    stdout.print(f"wrote {result.config['out']}/result.json, {w.onnx}, {result.frontier_png}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the ``optimize`` app (top-level commands, in this order)."""
+    app.command()(pipeline)

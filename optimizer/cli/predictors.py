@@ -1,0 +1,149 @@
+"""`optimize build-predictor` and `optimize estimate`: the accuracy/energy predictor and a network's LUT latency.
+
+``build-predictor`` runs Algorithm 1 (:mod:`optimizer.accuracy.builders`) over an observations file or,
+with ``--data``, over trainings it runs itself; ``estimate`` sums a network's LUT entries
+(:class:`optimizer.latency.lut_model.LutLatencyModel`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from harness.cli.common import emit_json, sigterm_as_ctrl_c, stdout
+from harness.errors import ChameleonError, InvalidSignature, OutputNotWritable
+
+
+def build_predictor(
+    observations: Optional[Path] = typer.Option(None, "--observations", help="Parquet/CSV: one column per gene + the target. With --data: where trainings are appended (default: next to --out)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Train for real on this data set: 'digits', 'mnist-5k', 'glyphs' (built in) or an ImageFolder-style folder (one sub-folder per class)."),
+    space_name: str = typer.Option("chamnet-mobile", "--space"),
+    target: str = typer.Option("accuracy", "--target", help="accuracy (Algorithm 1) or energy_mj (exploration only; not with --data)."),
+    out: Path = typer.Option(..., "--out", help="Where to save the predictor (JSON)."),
+    budget: int = typer.Option(240, "--budget", min=2, help="Samples Algorithm 1 may train (ChamNet: 240)."),
+    initial: int = typer.Option(40, "--initial", min=2, help="Architectures trained before the first GP fit."),
+    p: int = typer.Option(20, "--p", min=0, help="Exploration samples per round (largest predictive std)."),
+    q: int = typer.Option(20, "--q", min=0, help="Exploitation samples per round (largest predicted accuracy / MACs)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs per architecture (with --data; default: TrainingSettings')."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel training processes (with --data; default: the cores)."),
+    pool_size: int = typer.Option(2048, "--pool", min=2, help="Sobol pool of candidate architectures (with --data; ChamNet: 2048)."),
+    checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder keeping every trained network's weights (with --data)."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the pool, the initial subset and the GP fits."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Algorithm 1 over an observations file, or (--data) over trainings it runs; saves the fitted GP (not a pickle)."""
+    from optimizer.spaces import get_space
+
+    space = get_space(space_name)
+    if data is None:
+        from optimizer.accuracy.builders import build_from_observations
+
+        if observations is None:
+            raise ChameleonError("build-predictor needs --observations (a file of results) or --data (train for real)")
+        predictor, history = build_from_observations(observations, space, target=target, budget=budget, seed=seed,
+                                                     initial=initial, p=p, q=q)
+        predictor.save(out)
+        report = {"out": str(out), "space": space.name, "target": target, "samples": int(len(predictor.y_train_)),
+                  "loo_mse": float(predictor.loo_mse()), "rounds": len(history.rounds), "stop_reason": history.stop_reason}
+        if as_json:
+            emit_json(report)
+        else:
+            stdout.print(f"{out}: GP {target} predictor from {report['samples']} samples in {report['rounds']} rounds, "
+                         f"LOO MSE {report['loo_mse']:.3g}")
+        return
+    _build_predictor_by_training(space, data, observations, out, target, budget, initial, p, q, epochs, workers,
+                                 pool_size, checkpoints, seed, as_json)
+
+
+def _build_predictor_by_training(space, data, observations, out, target, budget, initial, p, q, epochs, workers,
+                                 pool_size, checkpoints, seed, as_json) -> None:
+    from dataclasses import asdict, replace
+
+    from harness.cli.common import stderr
+    from optimizer.accuracy.builders import build_predictor_by_training
+    from optimizer.training.settings import TrainingSettings
+
+    if target != "accuracy":
+        raise ChameleonError(f"--data trains networks for accuracy; --target {target} needs --observations")
+    if p + q < 1:
+        raise ChameleonError("--p and --q: a round needs at least one sample (p + q >= 1)")
+    observations = observations or out.with_name(f"{out.stem}-observations.parquet")
+    try:  # hours of training must not end in an unwritable --out
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as problem:
+        raise OutputNotWritable(f"{out.parent}: cannot create the output folder ({problem.strerror or problem})") from None
+    settings = TrainingSettings() if epochs is None else replace(TrainingSettings(), epochs=epochs)
+
+    def on_round(record, predictor) -> None:
+        stderr.print(f"round {record.round}: {record.n_samples} trained, LOO MSE {record.loo_mse:.3g}", soft_wrap=True)
+
+    # Ctrl-C or SIGTERM: the workers are stopped, finished trainings kept.
+    with sigterm_as_ctrl_c(f"interrupted: finished trainings are kept in {observations}; run the same command again "
+                           f"to go on"):
+        predictor, history, trainer = build_predictor_by_training(
+            space, data, observations, settings=settings, pool_size=pool_size, initial=initial, p=p, q=q,
+            budget=budget, seed=seed, workers=workers, checkpoints=checkpoints, on_round=on_round)
+    predictor.save(out)
+    best = int(predictor.y_train_.argmax())
+    report = {
+        "out": str(out), "space": space.name, "target": "accuracy", "data": str(data),
+        "dataset_id": trainer.dataset.dataset_id, "observations": str(observations),
+        "checkpoints": None if checkpoints is None else str(checkpoints),
+        "settings": asdict(settings), "settings_id": settings.settings_id, "code_version": trainer.code_version,
+        "pool": pool_size, "samples": int(len(predictor.y_train_)), "trained": trainer.n_trained,
+        "reused": trainer.n_reused, "train_seconds": float(sum(r.train_seconds for r in trainer.results)),
+        "loo_mse": float(predictor.loo_mse()), "stop_reason": history.stop_reason,
+        "rounds": [{"round": r.round, "samples": r.n_samples, "loo_mse": r.loo_mse} for r in history.rounds],
+        "best_observed": {"genes": dict(zip(space.gene_names, map(int, predictor.X_train_[best]))),
+                          "accuracy": float(predictor.y_train_[best])},
+    }
+    if as_json:
+        emit_json(report)
+    else:
+        stdout.print(f"{out}: GP accuracy predictor from {report['samples']} networks trained on {report['dataset_id']} "
+                     f"({report['trained']} trained now, {report['reused']} reused from {observations}) in "
+                     f"{len(history.rounds)} rounds, LOO MSE {report['loo_mse']:.3g}; best observed accuracy "
+                     f"{report['best_observed']['accuracy']:.4f}")
+
+
+def estimate(
+    lut: Path = typer.Option(..., "--lut", help="The device's LUT (Parquet)."),
+    signatures: Path = typer.Argument(..., help="Text file: one operator signature per line (# comments allowed)."),
+    correction: Optional[Path] = typer.Option(None, "--correction", help="A network correction of this LUT (JSON)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> None:
+    """Estimate a network's latency as the sum of its operators' LUT entries (overhead counted once)."""
+    from harness.signature import parse_signature
+
+    try:
+        lines = signatures.read_text().splitlines()
+    except OSError as problem:
+        raise ChameleonError(f"{signatures}: cannot read ({problem.strerror})") from None
+    ops = []
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            try:
+                ops.append(parse_signature(text))
+            except InvalidSignature as problem:
+                raise InvalidSignature(f"{signatures}:{number}: {problem}") from None
+    if not ops:
+        raise ChameleonError(f"{signatures}: no signatures")
+    from optimizer.latency.lut_model import LutLatencyModel, NetworkCorrection
+
+    result = LutLatencyModel.from_file(lut, None if correction is None else NetworkCorrection.load(correction)).estimate(ops)
+    if as_json:
+        emit_json({"lut": str(lut), **result.__dict__})
+    else:
+        corrected = "" if correction is None else f", {result.plain_us / 1000:.3f} ms before the network correction"
+        stdout.print(f"{result.operators} operators: {result.latency_us / 1000:.3f} ms "
+                  f"(sum of entries {result.operator_sum_us / 1000:.3f} ms, overhead {result.overhead_us:.1f} µs counted once"
+                  f"{corrected})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the ``optimize`` app (top-level commands, in this order)."""
+    app.command("build-predictor")(build_predictor)
+    app.command()(estimate)
