@@ -84,7 +84,7 @@ def main() -> int:
     from harness.profiles import load_profile
     from harness.sweep import OVERHEAD_SIGNATURE, run_sweep
     from optimizer.training.datasets import load_dataset
-    from optimizer.latency.layer_tables import LatencyTable
+    from optimizer.netadapt.layer_tables import LatencyTable
     from optimizer.netadapt import NetAdaptRun, NetAdaptSettings, parse_budget
     from optimizer.spaces import get_space
     from optimizer.training.settings import TrainingSettings

@@ -93,6 +93,23 @@ def test_no_import_circle_between_modules() -> None:
     assert circle is None, "import circle: " + " -> ".join(circle)
 
 
+def _package(module: str) -> str:
+    """The package a module belongs to (harness.lut.store -> harness.lut); top-level modules are their own."""
+    path = MODULES[module]
+    return module if path.name == "__init__.py" or module.count(".") < 2 else module.rsplit(".", 1)[0]
+
+
+def test_no_import_circle_between_packages() -> None:
+    # One level up: if accuracy imports training, training must not import accuracy back, even lazily.
+    graph: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        here = _package(name)
+        graph.setdefault(here, set()).update(_package(t) for t in _imports(path) if t in MODULES and _package(t) != here
+                                             and not _package(t).startswith(here + ".") and not here.startswith(_package(t) + "."))
+    circle = _cycle(graph)
+    assert circle is None, "import circle between packages: " + " -> ".join(circle)
+
+
 def test_cycle_finder_finds_a_circle() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None

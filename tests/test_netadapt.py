@@ -21,7 +21,7 @@ from harness.sweep import OVERHEAD_SIGNATURE, run_sweep
 from optimizer.netadapt import finetune as finetune_module
 from optimizer.netadapt import measure as measure_module
 from optimizer.training.datasets import load_dataset
-from optimizer.latency.layer_tables import LatencyTable, MacsCount, interpolate_by_channels
+from optimizer.netadapt.layer_tables import LatencyTable, MacsCount, interpolate_by_channels
 from optimizer.netadapt import NetAdaptError, NetAdaptRun, NetAdaptSettings, load_network, parse_budget
 from optimizer.spaces import get_space
 from optimizer.training.settings import TrainingSettings
@@ -264,7 +264,7 @@ def test_bad_input_is_one_line(tmp_path, trained) -> None:
 def test_the_energy_table_sums_per_operator_results_and_interpolates_flagged(tmp_path) -> None:
     from harness.energy.analysis import EnergyResult
     from harness.energy.store import append_results, result_row
-    from optimizer.latency.layer_tables import EnergyTable
+    from optimizer.netadapt.layer_tables import EnergyTable
     from optimizer.netadapt.pruning import ChannelStructure
 
     units, _ = load_network_units()

@@ -1,15 +1,16 @@
-"""Predictors from files or from training: observations (built by Algorithm 1), a saved GP, or Algorithm 1
-driving real trainings (:func:`build_predictor_by_training`)."""
+"""Predictors from files: Algorithm 1 over an observations file (the trainings' record), or a saved GP.
+
+Algorithm 1 driving real trainings is :func:`optimizer.training.algorithm1.build_predictor_by_training`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from optimizer.accuracy.predictors import BuildHistory, BuildRound, GPPredictor, PredictorFileError, build_accuracy_predictor, build_energy_predictor
+from optimizer.accuracy.predictors import GPPredictor, PredictorFileError, build_accuracy_predictor, build_energy_predictor
 from optimizer.accuracy.trainer_protocol import InvalidObservations, ObservationsTrainer
 
 
@@ -48,38 +49,3 @@ def load_predictor(path: Path, space: Any, target: str = "accuracy", seed: int =
             raise PredictorFileError(f"{path}: a predictor of another space ({predictor.X_train_.shape[1]} genes), not {space.name}")
         return predictor
     return build_from_observations(path, space, target=target, seed=seed)[0]
-
-
-def build_predictor_by_training(space: Any, data: Any, observations: Path, *, settings: Any = None,
-                                pool_size: int = 2048, initial: int = 40, p: int = 20, q: int = 20,
-                                budget: int = 240, mse_threshold: float = 0.0, seed: int = 0,
-                                workers: int | None = None, checkpoints: Path | None = None, progress: bool = True,
-                                on_round: Callable[[BuildRound, GPPredictor], None] | None = None,
-                                ) -> tuple[GPPredictor, BuildHistory, Any]:
-    """ChamNet's Algorithm 1 for real: train the architectures it picks from a Sobol pool of ``space``.
-
-    The pool is ``space.sobol_pool(pool_size, seed)`` (ChamNet: k = 2048);
-    ``seed`` also seeds the initial subset and the GP fits.  Each round's batch
-    (``initial`` first, then ``p`` exploration + ``q`` exploitation samples)
-    is trained in parallel by a :class:`~optimizer.training.trainer.TorchTrainer` on
-    ``data`` (``digits``, a folder, or a loaded data set) with ``settings``,
-    appending every training to ``observations``.  Resumable: trainings the
-    file already holds (same space, data set, settings, code version) are
-    reused, and as training is deterministic, a rerun after a kill retraces the
-    same rounds and trains only what is missing.
-    Returns the last predictor, the history and the trainer (its counters).
-    """
-    from optimizer.spaces import get_space
-    from optimizer.training.trainer import TorchTrainer
-    from optimizer.training.settings import TrainingSettings
-
-    space = get_space(space) if isinstance(space, str) else space
-    trainer = TorchTrainer(space, data, settings or TrainingSettings(), observations, workers=workers,
-                           checkpoints=checkpoints, progress=progress)
-    pool = space.sobol_pool(pool_size, seed)
-    # No optimizer restarts, as build_from_observations.
-    predictor, history = build_accuracy_predictor(
-        pool, trainer, space.low, space.high, initial=min(initial, budget), p=p, q=q, mse_threshold=mse_threshold,
-        budget=budget, flops=space.macs_many, random_state=seed, on_round=on_round,
-        gp_params={"n_restarts_optimizer": 0})
-    return predictor, history, trainer

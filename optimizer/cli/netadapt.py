@@ -1,6 +1,6 @@
 """NetAdapt: `optimize netadapt` (prune a trained network to a budget) and `optimize layer-lut`.
 
-``netadapt`` maps its flags to a resource table (:mod:`optimizer.latency.layer_tables`), a
+``netadapt`` maps its flags to a resource table (:mod:`optimizer.netadapt.layer_tables`), a
 :class:`optimizer.netadapt.NetAdaptSettings` and a :class:`optimizer.netadapt.NetAdaptRun`, runs it
 and prints the iterations, the long-term fine-tuned networks and the width-multiplier baselines;
 ``layer-lut`` measures NetAdapt's layer-wise LUT ahead of time with the harness's sweep.
@@ -43,7 +43,7 @@ def netadapt(
 
     from harness.cli.common import stderr
     from optimizer.training.datasets import load_dataset
-    from optimizer.latency.layer_tables import EnergyTable, LatencyTable, MacsCount
+    from optimizer.netadapt.layer_tables import EnergyTable, LatencyTable, MacsCount
     from optimizer.latency.lut_model import NetworkCorrection
     from optimizer.netadapt import NetAdaptError, NetAdaptRun, NetAdaptSettings, parse_budget
     from optimizer.training.workers import available_cores
@@ -162,7 +162,7 @@ def layer_lut(
     from harness.plans import Plan
     from harness.profiles import load_profile
     from harness.sweep import OVERHEAD_SIGNATURE, run_sweep
-    from optimizer.latency.layer_tables import layer_grid
+    from optimizer.netadapt.layer_tables import layer_grid
     from optimizer.netadapt import load_network
     from optimizer.progress import ProgressContext
 

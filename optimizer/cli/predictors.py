@@ -62,7 +62,7 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
     from dataclasses import asdict, replace
 
     from harness.cli.common import stderr
-    from optimizer.accuracy.builders import build_predictor_by_training
+    from optimizer.training.algorithm1 import build_predictor_by_training
     from optimizer.training.settings import TrainingSettings
 
     if target != "accuracy":

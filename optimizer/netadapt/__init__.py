@@ -4,6 +4,8 @@ network down to resource budgets, checked against the device (the algorithm's st
 * :mod:`optimizer.netadapt.settings`: :class:`NetAdaptSettings`, budgets (:func:`parse_budget`), resource units,
   the channel-step grid, :class:`NetAdaptError`.
 * :mod:`optimizer.netadapt.network_files`: NetAdapt's network checkpoints, :func:`load_network` (the trainer's too).
+* :mod:`optimizer.netadapt.layer_tables`: the layer-wise resource tables NetAdapt asks (latency from the LUT,
+  measured on demand or interpolated and flagged; energy; MACs).
 * :mod:`optimizer.netadapt.pruning`: channel groups and L2-norm filter pruning of a network.
 * :mod:`optimizer.netadapt.traced_models`: a chain-shaped PyTorch model traced into our units.
 * :mod:`optimizer.netadapt.finetune`: the data splits and the training jobs (short- and long-term fine-tunes,
@@ -16,8 +18,8 @@ network down to resource budgets, checked against the device (the algorithm's st
 * :mod:`optimizer.netadapt.loop`: :class:`NetAdaptRun`, Algorithm 1's loop, resumable.
 * :mod:`optimizer.netadapt.report`: the finals against the multipliers' frontier, and its plot.
 
-May import: the harness's vocabulary (signatures, errors, atomic writes, plots, and, lazily, its ONNX builder and
-network timing), :mod:`optimizer.latency`, :mod:`optimizer.training` (lazily: torch only inside functions),
+May import: the harness's vocabulary (signatures, errors, atomic writes, plots, and, lazily, its ONNX builder,
+network timing, sweep and energy results), :mod:`optimizer.latency`, :mod:`optimizer.training` (lazily: torch only inside functions),
 :mod:`optimizer.spaces`, :mod:`optimizer.progress`.  No torch at import time.
 """
 

@@ -17,7 +17,7 @@ from optimizer.netadapt.settings import RESOURCE_UNITS, NetAdaptSettings
 class RunInputs:
     """Everything one NetAdapt run needs.
 
-    ``table`` is the resource model (:mod:`optimizer.latency.layer_tables`);
+    ``table`` is the resource model (:mod:`optimizer.netadapt.layer_tables`);
     ``profile`` (a device profile, or None) measures whole networks end to end
     (latency only) and, through the table, missing layer entries;
     ``baselines`` are width multipliers trained from scratch with the

@@ -9,7 +9,7 @@ Starting from a trained network and a resource budget, each iteration i
 2. for every channel group (:mod:`optimizer.netadapt.pruning`: one layer's filters, a
    block's expansion, or a residual stage in lockstep) proposes the **largest**
    channel count on the device's channel step that meets ``Con``, the network
-   resource estimated from the layer-wise table (:mod:`optimizer.latency.layer_tables`;
+   resource estimated from the layer-wise table (:mod:`optimizer.netadapt.layer_tables`;
    the entries a count needs are measured on the device first, when one is
    given), with the next layers' inputs shrunk alike;
 3. keeps each proposal's largest-L2-norm filters, short-term fine-tunes it
@@ -79,7 +79,7 @@ class NetAdaptRun(EndToEndMeasurement, LongTermTrainings):
         structure0 = ChannelStructure(net0.signatures)
         # Budgets are checked against the table's estimate before anything is written or measured (the
         # network correction fitted below moves it by a few percent at most; checked again after it).
-        from optimizer.latency.layer_tables import MissingEntries
+        from optimizer.netadapt.layer_tables import MissingEntries
 
         try:
             self._check_budgets(self._estimate(net0.signatures).value)
