@@ -84,9 +84,7 @@ def lut_import(
     lut_store.check_writable(out_path)
     result = import_caffe2_lut(source, device_id=device)
     imported = lut_store.rows_to_table(result.rows)
-    existing = [lut_store.read_lut(out_path)] if out_path.exists() else []
-    merged = lut_store.merge_tables(existing + [imported], on_duplicate=on_duplicate)
-    lut_store.write_lut_atomic(merged, out_path)
+    merged = lut_store.merge_into_lut(out_path, [imported], on_duplicate=on_duplicate).table
     report = {"source": str(source), "out": str(out_path), "records": result.records, "imported": len(result.rows),
               "skipped": sum(result.skipped.values()), "skipped_by_reason": dict(result.skipped),
               "rows_in_lut": merged.num_rows}
@@ -109,18 +107,13 @@ def lut_merge(
     """Combine LUT files of one device (several sessions) into TARGET, one row per signature."""
     others = [p for p in inputs or [] if p.resolve() != target.resolve()]
     sources = ([target] if target.exists() else []) + others
-    target_parts = lut_store.read_parts(target)
-    if not sources and not target_parts.tables:
+    if not sources and not lut_store.read_parts(target).tables:
         raise ChameleonError(f"{target}: nothing to merge (no such file and no inputs given)")
-    tables = [lut_store.read_lut(source) for source in sources] + target_parts.tables
+    tables = [lut_store.read_lut(source) for source in others]
     for source in others:
         tables.extend(lut_store.read_parts(source).tables)  # what an input's interrupted sweep left
-    rows_in = sum(t.num_rows for t in tables)
-    merged = lut_store.merge_tables(tables, on_duplicate=on_duplicate)
-    lut_store.check_writable(target)
-    lut_store.write_lut_atomic(merged, target)
-    for part in target_parts.read:  # folded into the target now
-        part.unlink()
+    outcome = lut_store.merge_into_lut(target, tables, on_duplicate=on_duplicate)  # reads the target under its lock
+    merged, rows_in = outcome.table, outcome.rows_in
     result = {"out": str(target), "inputs": [str(s) for s in sources], "rows_in": rows_in, "rows_out": merged.num_rows,
               "duplicates_dropped": rows_in - merged.num_rows, "on_duplicate": on_duplicate}
     if as_json:

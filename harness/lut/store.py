@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from harness.atomic import exclusive_lock, write_atomically
 from harness.errors import LutFileError, OutputNotWritable
-from harness.signature import OpSignature
+from harness.signature import IDENTITY, OpSignature
 
 LUT_SCHEMA_VERSION = 1
 _META_VERSION = b"chameleon.lut_schema_version"
@@ -136,9 +136,38 @@ def validate_table(table: pa.Table, where: str) -> pa.Table:
     if missing:
         raise LutFileError(f"{where}: LUT lacks column(s) {', '.join(missing)}")
     try:
-        return table.select(list(LUT_COLUMNS)).cast(LUT_SCHEMA)
+        table = table.select(list(LUT_COLUMNS)).cast(LUT_SCHEMA)
     except (ValueError, TypeError, pa.ArrowException) as err:  # ArrowInvalid is a ValueError; nulls in required columns too
         raise LutFileError(f"{where}: LUT columns have unexpected types or nulls ({str(err).splitlines()[0]})") from None
+    check_values(table, where)
+    return table
+
+
+def check_values(table: pa.Table, where: str) -> None:
+    """Refuse a LUT that would lie when summed: one row per signature, and times a device can take.
+
+    ``median_us`` must be finite and positive (zero only for the ``identity``
+    op, the empty model whose cost is the runtime's overhead, which a coarse
+    tool clock can read as 0); ``min_us`` finite and not negative.  The first
+    bad row is named, with how many there are.
+    """
+    signatures = table.column("signature").to_numpy(zero_copy_only=False)
+    median = table.column("median_us").to_numpy(zero_copy_only=False).astype(float)
+    minimum = table.column("min_us").to_numpy(zero_copy_only=False).astype(float)
+    empty_model = table.column("kind").to_numpy(zero_copy_only=False) == IDENTITY
+    with np.errstate(invalid="ignore"):
+        bad_median = ~np.isfinite(median) | (median < 0) | ((median == 0) & ~empty_model)
+        bad_minimum = ~np.isfinite(minimum) | (minimum < 0)
+    for column, bad, values in (("median_us", bad_median, median), ("min_us", bad_minimum, minimum)):
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise LutFileError(f"{where}: row {signatures[first]}: {column} {values[first]!r} is not a time a device can "
+                               f"take ({int(bad.sum())} such row(s))")
+    unique, counts = np.unique(signatures, return_counts=True)
+    if (counts > 1).any():
+        repeated = unique[counts > 1]
+        raise LutFileError(f"{where}: signature {repeated[0]} appears {int(counts[counts > 1][0])} times "
+                           f"({len(repeated)} repeated signature(s)); a LUT holds one row per signature")
 
 
 def signatures_of(table: pa.Table) -> list[str]:
@@ -226,6 +255,36 @@ def merge_tables(tables: Iterable[pa.Table], on_duplicate: str = "newest", *, mi
     return table.filter(pa.array(first))
 
 
+# One message for every writer refused by a LUT's lock: a sweep, a merge or an import may hold it.
+WRITER_BUSY = "another writer (a sweep, merge or import) is writing this LUT"
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    table: pa.Table  # what the LUT now holds
+    rows_in: int  # rows read: the LUT's, its pending parts' and the new tables'
+
+
+def merge_into_lut(path: Path, tables: Sequence[pa.Table], on_duplicate: str = "newest") -> MergeOutcome:
+    """Fold ``tables`` into the LUT at ``path`` (with the parts a sweep left), under the LUT's lock.
+
+    The LUT is read inside the lock, so rows a sweep folds in cannot be
+    overwritten by a merge that read the file before; while a sweep runs, the
+    lock is taken and this refuses (:class:`~harness.errors.SweepLocked`).
+    """
+    path = Path(path)
+    check_writable(path)
+    with exclusive_lock(path, WRITER_BUSY):
+        parts = read_parts(path)
+        current = ([read_lut(path)] if path.exists() else []) + parts.tables
+        everything = current + list(tables)
+        merged = merge_tables(everything, on_duplicate=on_duplicate)
+        write_lut_atomic(merged, path)
+        for part in parts.read:  # folded into the LUT now
+            part.unlink()
+    return MergeOutcome(merged, sum(t.num_rows for t in everything))
+
+
 # ------------------------------------------------------- incremental writer
 def parts_dir(path: Path) -> Path:
     return path.with_name(path.name + ".parts")
@@ -303,7 +362,7 @@ class LutWriter:
     _token: str = field(default_factory=lambda: uuid.uuid4().hex[:8], init=False)
 
     def __enter__(self) -> "LutWriter":
-        self._lock.enter_context(exclusive_lock(self.path, "another sweep is writing this LUT"))
+        self._lock.enter_context(exclusive_lock(self.path, WRITER_BUSY))
         self._last_flush = self._last_merge = time.monotonic()
         if not self.path.exists():  # readable from the first moment, even if the sweep is killed
             write_lut_atomic(empty_table(), self.path)
