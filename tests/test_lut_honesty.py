@@ -27,7 +27,7 @@ def _write_unchecked(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("median", [math.nan, math.inf, -math.inf, -5.0, 0.0])
+@pytest.mark.parametrize("median", [math.nan, math.inf, -math.inf, -5.0])
 def test_a_lut_with_an_impossible_median_is_refused_naming_the_row(tmp_path: Path, median: float) -> None:
     rows = rows_for()
     rows[2]["median_us"] = median
@@ -46,10 +46,9 @@ def test_writing_an_impossible_time_is_refused_too(tmp_path: Path) -> None:
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_the_empty_model_may_read_zero(tmp_path: Path) -> None:
+def test_a_time_below_the_tools_clock_is_kept(tmp_path: Path) -> None:
     rows = rows_for()
-    assert rows[0]["kind"] == "identity"
-    rows[0]["median_us"] = rows[0]["min_us"] = 0.0  # a coarse tool clock under the runtime's overhead
+    rows[2]["median_us"] = rows[2]["min_us"] = 0.0  # benchmark_model counts whole microseconds
     assert read_lut(_write_unchecked(tmp_path / "lut.parquet", rows)).num_rows == len(SIGS)
 
 

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from harness.atomic import exclusive_lock, write_atomically
 from harness.errors import LutFileError, OutputNotWritable
-from harness.signature import IDENTITY, OpSignature
+from harness.signature import OpSignature
 
 LUT_SCHEMA_VERSION = 1
 _META_VERSION = b"chameleon.lut_schema_version"
@@ -146,17 +146,16 @@ def validate_table(table: pa.Table, where: str) -> pa.Table:
 def check_values(table: pa.Table, where: str) -> None:
     """Refuse a LUT that would lie when summed: one row per signature, and times a device can take.
 
-    ``median_us`` must be finite and positive (zero only for the ``identity``
-    op, the empty model whose cost is the runtime's overhead, which a coarse
-    tool clock can read as 0); ``min_us`` finite and not negative.  The first
+    ``median_us`` and ``min_us`` must be finite and not negative.  Zero is
+    kept: ``benchmark_model`` times in whole microseconds, so a tiny op on a
+    phone reads 0 µs, a measurement below the clock, not a lie.  The first
     bad row is named, with how many there are.
     """
     signatures = table.column("signature").to_numpy(zero_copy_only=False)
     median = table.column("median_us").to_numpy(zero_copy_only=False).astype(float)
     minimum = table.column("min_us").to_numpy(zero_copy_only=False).astype(float)
-    empty_model = table.column("kind").to_numpy(zero_copy_only=False) == IDENTITY
     with np.errstate(invalid="ignore"):
-        bad_median = ~np.isfinite(median) | (median < 0) | ((median == 0) & ~empty_model)
+        bad_median = ~np.isfinite(median) | (median < 0)
         bad_minimum = ~np.isfinite(minimum) | (minimum < 0)
     for column, bad, values in (("median_us", bad_median, median), ("min_us", bad_minimum, minimum)):
         if bad.any():
