@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import one_line_error, run_bench
-from harness.cli.common import strict_json
+from harness.json_documents import strict_json
 from harness.errors import LutFileError
 from harness.lut.store import LutWriter, read_lut, rows_to_table, signatures_of, write_lut_atomic
 from harness.signature import make_signature

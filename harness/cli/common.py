@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sys
 from collections.abc import Iterator
@@ -14,24 +13,14 @@ import typer
 
 from harness.console import stderr, stdout
 from harness.errors import ChameleonError
+from harness.json_documents import strict_json
 
-__all__ = ["emit_json", "run_app", "sigterm_as_ctrl_c", "stderr", "stdout", "strict_json"]
+__all__ = ["emit_json", "run_app", "sigterm_as_ctrl_c", "stderr", "stdout"]
 
 
 def emit_json(document: Any) -> None:
     """Print exactly one strict JSON document on stdout (for --json): a NaN or infinity becomes null."""
     sys.stdout.write(json.dumps(strict_json(document), indent=2, default=str, allow_nan=False) + "\n")
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, ±inf: not JSON) replaced by None, through dicts and lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: strict_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(item) for item in value]
-    return value
 
 
 def run_app(app: typer.Typer) -> None:

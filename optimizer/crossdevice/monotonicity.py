@@ -20,6 +20,7 @@ import numpy as np
 from scipy import stats
 
 from harness.errors import ChameleonError
+from harness.json_documents import strict_json
 from optimizer.latency.architecture_tables import LatencyTable
 
 DEFAULT_THRESHOLD = 0.9
@@ -72,21 +73,10 @@ class MonotonicityReport:
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "devices": self.devices, "rows": self.rows, "invalid": self.invalid,
                 "threshold": self.threshold, "bootstrap": self.bootstrap, "confidence": self.confidence,
-                "seed": self.seed, "pairs": [_finite(asdict(p)) for p in self.pairs],
-                "srcc_matrix": _finite(self.matrix("srcc").tolist()),
-                "kendall_matrix": _finite(self.matrix("kendall").tolist()),
+                "seed": self.seed, "pairs": [strict_json(asdict(p)) for p in self.pairs],
+                "srcc_matrix": strict_json(self.matrix("srcc").tolist()),
+                "kendall_matrix": strict_json(self.matrix("kendall").tolist()),
                 "flagged": [[p.a, p.b] for p in self.flagged]}
-
-
-def _finite(value: Any) -> Any:
-    """NaN as null, so the JSON document is standard JSON."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 # ------------------------------------------------------------------ statistics (pure)
