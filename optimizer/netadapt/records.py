@@ -158,22 +158,16 @@ def read_state(out: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
 def save_state(out: Path, state: dict[str, Any], iterations: Sequence[Iteration], finals: Sequence[Final] = (),
                baselines: Sequence[Final] = ()) -> None:
     state["iterations"] = [asdict(i) for i in iterations]
-    for f in finals:
-        state["finals"][str(f.iteration)] = asdict(f)
-    for b in baselines:
-        state["baselines"][f"{b.multiplier:g}"] = asdict(b)
-    write_text_atomically(Path(out) / STATE_FILE, json.dumps(state, indent=2, default=float) + "\n")
+    for final in (*finals, *baselines):
+        _record_final(state, final)
+    _write_state(out, state)
 
 
 def save_final(out: Path, final: Final) -> None:
     """Add one trained final or baseline to the state on disk, as soon as it is trained."""
-    path = Path(out) / STATE_FILE
-    state = json.loads(path.read_text())
-    if final.multiplier is None:
-        state["finals"][str(final.iteration)] = asdict(final)
-    else:
-        state["baselines"][f"{final.multiplier:g}"] = asdict(final)
-    write_text_atomically(path, json.dumps(state, indent=2, default=float) + "\n")
+    state = json.loads((Path(out) / STATE_FILE).read_text())
+    _record_final(state, final)
+    _write_state(out, state)
 
 
 def save_timings(out: Path, timings: dict[str, Any], references: Any) -> None:
@@ -183,4 +177,16 @@ def save_timings(out: Path, timings: dict[str, Any], references: Any) -> None:
         on_disk = json.loads(path.read_text())
         on_disk.setdefault("timings", {}).update(timings)
         on_disk["references"] = references
-        write_text_atomically(path, json.dumps(on_disk, indent=2, default=float) + "\n")
+        _write_state(out, on_disk)
+
+
+def _record_final(state: dict[str, Any], final: Final) -> None:
+    """A budget's final is keyed by its iteration, a width-multiplier baseline by its multiplier."""
+    if final.multiplier is None:
+        state["finals"][str(final.iteration)] = asdict(final)
+    else:
+        state["baselines"][f"{final.multiplier:g}"] = asdict(final)
+
+
+def _write_state(out: Path, state: dict[str, Any]) -> None:
+    write_text_atomically(Path(out) / STATE_FILE, json.dumps(state, indent=2, default=float) + "\n")
