@@ -274,13 +274,21 @@ def merge_into_lut(path: Path, tables: Sequence[pa.Table], on_duplicate: str = "
     path = Path(path)
     check_writable(path)
     with exclusive_lock(path, WRITER_BUSY):
-        parts = read_parts(path)
-        current = ([read_lut(path)] if path.exists() else []) + parts.tables
-        everything = current + list(tables)
-        merged = merge_tables(everything, on_duplicate=on_duplicate)
-        write_lut_atomic(merged, path)
-        for part in parts.read:  # folded into the LUT now
-            part.unlink()
+        return _fold(path, read_parts(path), tables, on_duplicate)
+
+
+def _fold(path: Path, parts: Parts, tables: Sequence[pa.Table] = (), on_duplicate: str = "newest") -> MergeOutcome:
+    """Write the LUT, its parts and ``tables`` merged into ``path`` (atomically), then delete the parts folded in.
+
+    The caller holds the LUT's lock.  A crash between the write and the
+    deletions leaves parts whose rows the LUT already holds; the next fold
+    merges them again without duplicates.
+    """
+    everything = ([read_lut(path)] if path.exists() else []) + parts.tables + list(tables)
+    merged = merge_tables(everything, on_duplicate=on_duplicate)
+    write_lut_atomic(merged, path)
+    for part in parts.read:
+        part.unlink()
     return MergeOutcome(merged, sum(t.num_rows for t in everything))
 
 
@@ -323,18 +331,11 @@ def read_with_parts(path: Path) -> pa.Table:
 
 
 def fold_parts(path: Path) -> int:
-    """Merge readable part files into the LUT (atomically), then delete them; returns rows folded in.
-
-    A crash between the write and the deletions leaves parts whose rows the LUT
-    already holds; the next fold merges them again without duplicates.
-    """
+    """Merge readable part files into the LUT (atomically), then delete them; returns rows folded in."""
     parts = read_parts(path)
     if not parts.tables:
         return 0
-    base = [read_lut(path)] if path.exists() else []
-    write_lut_atomic(merge_tables(base + parts.tables), path)
-    for part in parts.read:
-        part.unlink()
+    _fold(Path(path), parts)
     return parts.rows
 
 
