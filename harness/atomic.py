@@ -54,7 +54,10 @@ def exclusive_lock(path: Path, busy: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path.lock`` (one writer per file); another holder → :class:`SweepLocked` (``busy``, the lock named)."""
     path = Path(path)
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:  # a read-only folder, a missing one: the writer cannot even take its lock
+        raise OutputNotWritable(f"{path}: cannot write here: its lock {lock_path} cannot be created ({err.strerror or err})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:

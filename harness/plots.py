@@ -22,7 +22,14 @@ def _pyplot():
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    path = Path(path)
+    """Write ``fig`` as a PNG at ``path`` (which must end in .png: matplotlib would quietly add it) and close it."""
+    from harness.output_paths import check_png_path
+
+    try:
+        path = check_png_path(path, "figure")
+    except OutputNotWritable:
+        _pyplot().close(fig)
+        raise
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120, bbox_inches="tight")

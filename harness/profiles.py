@@ -9,6 +9,7 @@ half-configured measurement.  Adding a phone is adding a file.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,9 +18,9 @@ from typing import Any, Mapping
 import yaml
 
 from harness import paths
-from harness.errors import InvalidProfile, UnknownDevice
+from harness.errors import InvalidPlan, InvalidProfile, UnknownDevice
 from harness.measurement import MeasurementSettings
-from harness.signature import DTYPES
+from harness.signature import DTYPES, OpSignature, working_set_bytes
 from harness.textfiles import UnreadableText, read_utf8
 
 TRANSPORTS = ("local", "adb")
@@ -27,6 +28,8 @@ RUNTIMES = ("onnxruntime", "tflite", "onnxruntime_perf_test", "litert")  # liter
 ORT_PROVIDERS = ("cpu", "cuda")
 DELEGATES = ("none", "hexagon", "nnapi", "gpu", "xnnpack")
 ENERGY_SOURCES = ("none", "monsoon", "rapl", "nvml")
+#: A profile without ``memory_limit_mb``: what a 2017 phone's benchmark process can count on.
+DEFAULT_MEMORY_LIMIT_MB = 1024.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ class DeviceProfile:
     # Channel counts layer-wise tables are measured at (multiples of it): the width the device's kernels
     # vectorise over, so a pruned layer never lands between two counts that cost the same.
     channel_step: int = 8
+    # The most memory one single-op measurement may need (MB, see harness.signature.working_set_bytes):
+    # what the device can give a benchmark process, with room for the runtime itself.
+    memory_limit_mb: float = DEFAULT_MEMORY_LIMIT_MB
 
 
 # --------------------------------------------------------------- loading
@@ -167,8 +173,8 @@ class _Section:
 
     def positive(self, key: str, kind: type, default: Any) -> Any:
         value = self.get(key, kind, default)
-        if value is not None and value <= 0:
-            self.fail(f"{key} must be > 0, got {value!r}")
+        if value is not None and not (math.isfinite(value) and value > 0):  # YAML's .nan and .inf are floats too
+            self.fail(f"{key} must be a finite number > 0, got {value!r}")
         return value
 
     def section(self, key: str) -> "_Section":
@@ -269,6 +275,7 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
     )
     e.done()
     channel_step = top.positive("channel_step", int, 8)
+    memory_limit_mb = top.positive("memory_limit_mb", float, DEFAULT_MEMORY_LIMIT_MB)
     top.done()
     return DeviceProfile(
         name=name,
@@ -281,7 +288,32 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
         energy=energy,
         source=path,
         channel_step=channel_step,
+        memory_limit_mb=memory_limit_mb,
     )
+
+
+def check_fits_memory(profile: DeviceProfile, signatures: list[OpSignature], what: str) -> None:
+    """Refuse, before anything is built, signatures whose measurement needs more memory than the device's limit.
+
+    ``what`` names the signatures' source (``plan smoke``) in the one-line message, which names the
+    largest offender, its estimate and how many more there are.
+    """
+    limit = profile.memory_limit_mb * 1e6
+    over = [(working_set_bytes(s), s) for s in signatures if working_set_bytes(s) > limit]
+    if not over:
+        return
+    need, worst = max(over, key=lambda pair: pair[0])
+    more = f" (and {len(over) - 1} more)" if len(over) > 1 else ""
+    raise InvalidPlan(f"{what}: {worst.key} needs about {_size(need)}, more than device {profile.name}'s "
+                      f"memory_limit_mb of {profile.memory_limit_mb:g} MB{more}; shrink the op or raise the profile's limit")
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    raise AssertionError("unreachable")
 
 
 def pinned_cores(spec: RuntimeSpec) -> tuple[int, ...]:

@@ -64,6 +64,12 @@ _SAME_CHANNEL_KINDS = {DEPTHWISE_CONV, AVGPOOL, GLOBAL_AVGPOOL, ADD, ACTIVATION,
 
 _INT_FIELDS = ("n", "c_in", "h", "w", "c_out", "kernel", "stride", "padding", "groups", "mid_channels")
 
+#: The largest value any integer field may take (2**20): far beyond any layer of a real network (the
+#: widest fc input of VGG is 25,088), small enough that shapes and MAC counts stay exact integers and
+#: the model builders never meet an array they cannot describe.  What a device can hold is a tighter,
+#: per-profile limit (``memory_limit_mb``), checked against :func:`working_set_bytes` before building.
+MAX_DIMENSION = 1 << 20
+
 
 @dataclass(frozen=True, order=True)
 class OpSignature:
@@ -272,6 +278,9 @@ def _validate(sig: OpSignature) -> None:
         raise InvalidSignature(f"{kind}: unknown activation {sig.activation!r} (known: {', '.join(ACTIVATIONS)})")
     if sig.dtype not in DTYPES:
         raise InvalidSignature(f"{kind}: unknown dtype {sig.dtype!r} (known: {', '.join(DTYPES)})")
+    for name in _INT_FIELDS:
+        if getattr(sig, name) > MAX_DIMENSION:
+            raise InvalidSignature(f"{kind}: {name}={getattr(sig, name)} is beyond the largest size a signature may have ({MAX_DIMENSION})")
     for name in ("n", "c_in", "h", "w", "c_out"):
         if getattr(sig, name) < 1:
             raise InvalidSignature(f"{kind}: {name} must be >= 1, got {getattr(sig, name)}")
@@ -336,6 +345,37 @@ def _validate(sig: OpSignature) -> None:
         for axis, size in (("h", sig.h), ("w", sig.w)):
             out = (size + 2 * sig.padding - sig.kernel) // sig.stride + 1
             require(out >= 1, f"kernel {sig.kernel} with padding {sig.padding} does not fit input {axis}={size}")
+
+
+def working_set_bytes(sig: OpSignature) -> int:
+    """An upper estimate of the memory one measurement of ``sig`` needs, in bytes.
+
+    Every tensor counted at 4 bytes (the harness feeds fp32 inputs, and int8 models quantize from and
+    dequantize to them): the input three times (its random values are drawn in float64, then cast), the output, the
+    weights, and the intermediate activations of a fused block.  It is checked against a device's
+    ``memory_limit_mb`` before a model is built, so an impossible op is one line, not minutes of
+    swapping.
+    """
+    n, c_in, c_out, mid = sig.n, sig.c_in, sig.c_out, sig.mid_channels
+    k2 = sig.kernel * sig.kernel
+    inputs = n * c_in * sig.h * sig.w * (2 if sig.kind == ADD else 1)
+    outputs = n * c_out * sig.h_out * sig.w_out
+    if sig.kind in (CONV2D, POINTWISE_CONV):
+        weights = c_out * (c_in // sig.groups) * k2
+        inner = 0
+    elif sig.kind == DEPTHWISE_CONV:
+        weights, inner = c_out * k2, 0
+    elif sig.kind == INVERTED_RESIDUAL:
+        weights = c_in * mid + mid * k2 + mid * c_out
+        inner = n * mid * (sig.h * sig.w + sig.h_out * sig.w_out)
+    elif sig.kind == BOTTLENECK:
+        weights = c_in * mid + mid * (mid // sig.groups) * k2 + mid * c_out + c_in * c_out
+        inner = n * mid * (sig.h * sig.w + 2 * sig.h_out * sig.w_out)
+    elif sig.kind == FC:
+        weights, inner = c_in * c_out, 0
+    else:
+        weights, inner = 0, 0
+    return 4 * (3 * inputs + outputs + weights + inner)
 
 
 def _macs(sig: OpSignature) -> int:

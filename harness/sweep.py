@@ -20,7 +20,7 @@ from harness.lut import store as lut_store
 from harness.errors import LutFileError
 from harness.measurement import Measurement, MeasurementSettings, measure_prepared
 from harness.plans import Plan
-from harness.profiles import DeviceProfile
+from harness.profiles import DeviceProfile, check_fits_memory
 from harness.runners import DeviceIdentity, Runner, make_runner
 from harness.signature import IDENTITY, OpSignature, make_signature
 
@@ -46,6 +46,11 @@ class SweepResult:
     timed_s: float  # the timed runs of this invocation, re-measured attempts included
     rows_in_lut: int
     overhead_us: float | None
+    # Signatures whose measurement the LUT refused (a NaN or negative time from a runner): one line each,
+    # not written, not counted measured; the next run measures them again.
+    failures: tuple[str, ...] = ()
+    # Part files of an earlier run that could not be read: kept on disk for inspection, their rows not in the LUT.
+    unreadable_parts: tuple[str, ...] = ()
 
     @property
     def remaining(self) -> int:
@@ -55,6 +60,9 @@ class SweepResult:
         data = asdict(self)
         data["out"] = str(self.out)
         data["remaining"] = self.remaining
+        data["failed"] = len(self.failures)
+        data["failures"] = list(self.failures)
+        data["unreadable_parts"] = list(self.unreadable_parts)
         return data
 
 
@@ -120,11 +128,13 @@ def run_sweep(
     out = lut_store.check_writable(out)
     settings = settings or profile.measurement
     signatures, skipped = signatures_for_device(plan, profile)
+    check_fits_memory(profile, signatures, f"plan {plan.name}")  # before a runner starts or a model is built
     own_runner = runner is None
     runner = runner or make_runner(profile)
     started = time.monotonic()
     timed_us = 0.0
     measured = 0
+    failures: list[str] = []
     interrupted = False
     try:
         identity = runner.identity
@@ -144,7 +154,11 @@ def run_sweep(
                     group = todo[start:start + settings.interleave_group]
                     for signature, measurement in zip(group, measure_prepared(group, runner.prepare, settings)):
                         timed_us += measurement.timed_total_us
-                        writer.add(make_row(signature, measurement, identity, profile.name, profile.runtime.threads, session_id))
+                        try:
+                            writer.add(make_row(signature, measurement, identity, profile.name, profile.runtime.threads, session_id))
+                        except LutFileError as refused:
+                            failures.append(str(refused))
+                            continue
                         measured += 1
                     writer.flush()  # a finished group is on disk before the next one starts
                     if on_progress:
@@ -170,4 +184,6 @@ def run_sweep(
         timed_s=timed_us / 1e6,
         rows_in_lut=final.num_rows,
         overhead_us=None if overhead is None else overhead["median_us"],
+        failures=tuple(failures),
+        unreadable_parts=tuple(str(p) for p in lut_store.read_parts(out).unreadable),
     )

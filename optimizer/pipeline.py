@@ -128,7 +128,22 @@ class PipelineResult:
 
 # ------------------------------------------------------------------ the job
 def run_pipeline(config: PipelineConfig, console: Any = None) -> PipelineResult:
-    """Run (or resume) the main job into ``config.out``; ``console`` (rich, stderr) shows steps and progress."""
+    """Run (or resume) the main job into ``config.out``; ``console`` (rich, stderr) shows steps and progress.
+
+    The run folder is checked before anything starts (a file, an unwritable folder: one line) and held
+    under its lock, ``OUT/run.lock``, for the whole run: its caches (the LUT's parts, the observations,
+    ``network_timings.json``) are read, extended and rewritten, and a second run into the same folder
+    would lose what the first adds.  That second run is refused at once, naming the lock.
+    """
+    from harness.atomic import exclusive_lock
+    from harness.output_paths import prepare_output_folder
+
+    out = prepare_output_folder(config.out, "--out")
+    with exclusive_lock(out / "run", "another optimize pipeline is running in this folder"):
+        return _run_pipeline(config, console)
+
+
+def _run_pipeline(config: PipelineConfig, console: Any) -> PipelineResult:
     from harness.profiles import load_profile
     from harness.sweep import run_sweep
     from optimizer.accuracy.predictors import build_accuracy_predictor

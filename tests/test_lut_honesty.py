@@ -68,7 +68,7 @@ def test_estimate_on_a_lying_lut_is_one_line_not_a_negative_latency(tmp_path: Pa
     result = subprocess.run([sys.executable, "-m", "optimizer", "estimate", "--lut", str(lut), str(listing), "--json"],
                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert SIGS[1].key in one_line_error(result)
-    assert result.stdout == ""
+    assert json.loads(result.stdout) == {"error": one_line_error(result).removeprefix("error: "), "exit_code": 2}
 
 
 def test_json_documents_are_strict() -> None:

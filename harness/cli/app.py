@@ -46,4 +46,4 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the harne
 
 
 def main() -> None:
-    run_app(app)
+    run_app(app, "bench")

@@ -28,6 +28,10 @@ def lut_show(
     as_json: bool = JsonOption,
 ) -> None:
     """Summarize a LUT: provenance, per-kind latencies, noisy rows, pending parts."""
+    if plot is not None:
+        from harness.output_paths import check_png_path
+
+        check_png_path(plot, "--plot")
     table = lut_store.read_lut(file)
     summary = summarize_lut(table)
     parts = lut_store.read_parts(file)

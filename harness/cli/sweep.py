@@ -83,9 +83,16 @@ def sweep(
             f"{result.wall_s:.1f} s wall, {result.timed_s:.1f} s in timed runs"
         )
         print_lut_summary(result.out, summary)
+    for failure in result.failures:
+        err.print(f"not kept: {failure}", markup=False, soft_wrap=True)
+    for part in result.unreadable_parts:
+        err.print(f"warning: {part}: an unreadable part file of an earlier run, set aside (its rows are not in the LUT)",
+                  markup=False, soft_wrap=True)
     if result.interrupted:
         err.print(f"interrupted: {result.rows_in_lut} rows kept in {result.out}; run the same command again to measure the remaining {result.remaining}")
         raise typer.Exit(130)
+    if result.failures:  # the LUT lacks what was asked: a script must not take this run for a complete one
+        raise typer.Exit(1)
 
 
 def with_adb_device(profile: Any, adb: str) -> Any:

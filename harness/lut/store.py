@@ -160,13 +160,22 @@ def check_values(table: pa.Table, where: str) -> None:
     for column, bad, values in (("median_us", bad_median, median), ("min_us", bad_minimum, minimum)):
         if bad.any():
             first = int(np.argmax(bad))
-            raise LutFileError(f"{where}: row {signatures[first]}: {column} {values[first]!r} is not a time a device can "
+            raise LutFileError(f"{where}: row {signatures[first]}: {column} {float(values[first])!r} is not a time a device can "
                                f"take ({int(bad.sum())} such row(s))")
     unique, counts = np.unique(signatures, return_counts=True)
     if (counts > 1).any():
         repeated = unique[counts > 1]
         raise LutFileError(f"{where}: signature {repeated[0]} appears {int(counts[counts > 1][0])} times "
                            f"({len(repeated)} repeated signature(s)); a LUT holds one row per signature")
+
+
+def check_row(row: dict[str, Any], where: str) -> None:
+    """:func:`check_values` for one measured row, before it is written: a lying row never reaches a part file.
+
+    A part that failed validation would be set aside when the sweep folds its
+    parts, its good rows with it, while the sweep had counted them measured.
+    """
+    check_values(rows_to_table([row]), where)
 
 
 def signatures_of(table: pa.Table) -> list[str]:
@@ -376,6 +385,8 @@ class LutWriter:
             self._lock.close()
 
     def add(self, row: dict[str, Any]) -> None:
+        """Queue one row; a row :func:`check_values` refuses raises :class:`LutFileError` and is not kept."""
+        check_row(row, str(self.path))
         self._pending.append(row)
         now = time.monotonic()
         if now - self._last_flush >= self.flush_every_s:

@@ -229,6 +229,10 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+#: Why a table's writer is refused while another holds its lock (measure-networks, optimize latency-table).
+TABLE_WRITER_BUSY = "another run is writing this table"
+
+
 def _check_writable(path: Path) -> None:
     if path.suffix.lower() not in (".parquet", ".csv"):
         raise OutputNotWritable(f"{path}: the table must be a .parquet or .csv file")
@@ -264,7 +268,7 @@ def measure_into_table(
     out = Path(out)
     _check_writable(out)
     # The table is read once and rewritten per group: one writer at a time.
-    with exclusive_lock(out, "another run is writing this table"):
+    with exclusive_lock(out, TABLE_WRITER_BUSY):
         return _measure_into_table(profile, entries, out, device, settings, runner, progress)
 
 

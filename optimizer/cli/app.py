@@ -20,6 +20,7 @@ from typing import Optional
 
 import typer
 
+from harness.cli.options import SEED_MAX
 from harness.cli.common import emit_json, run_app, stdout
 from harness.errors import ChameleonError
 from optimizer.cli import crossdevice, netadapt, pipeline, predictors
@@ -35,7 +36,7 @@ for _group in (predictors, pipeline, crossdevice, netadapt):
 
 
 def main() -> None:
-    run_app(app)
+    run_app(app, "optimize")
 
 
 @app.callback(invoke_without_command=True)
@@ -50,18 +51,18 @@ def _root(
     interpolate: bool = typer.Option(False, "--interpolate", help="Estimate units missing from the LUT (flagged) instead of failing."),
     correction: Optional[Path] = typer.Option(None, "--correction", help="A network correction of this LUT (JSON, fitted on measured networks: the main job's network_correction.json)."),
     out_dir: Path = typer.Option(Path("optimize_out"), "--out", "-o", help="Folder for result.json, the ONNX export(s) and frontier.png."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the search (same seed, same result)."),
-    generations: int = typer.Option(100, "--generations", min=1, help="EES generations (ChamNet: 100)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the search (same seed, same result)."),
+    generations: int = typer.Option(100, "--generations", min=1, max=100_000, help="EES generations (ChamNet: 100)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Search the best architecture of a space under a latency (and energy) budget on one device."""
     if ctx.invoked_subcommand is not None:
         return
     if lut is None or latency is None or accuracy_file is None:
-        stdout.print(ctx.get_help())
-        if lut is None and latency is None and accuracy_file is None:
-            raise typer.Exit(0)
-        raise ChameleonError("a search needs --lut, --latency and --accuracy")
+        # A bare `optimize` prints its help (no_args_is_help); options without a search are a mistake.
+        missing = ", ".join(name for name, value in (("--lut", lut), ("--latency", latency), ("--accuracy", accuracy_file))
+                            if value is None)
+        raise ChameleonError(f"a search needs --lut, --latency and --accuracy; missing {missing} (see 'optimize --help')")
     from optimizer.accuracy.builders import load_predictor
     from optimizer.search.frontier import baseline_points, load_latency, parse_budgets, plot_frontier, search_budgets, write_result
     from optimizer.spaces import get_space

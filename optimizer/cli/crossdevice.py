@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from harness.cli.options import SEED_MAX, finite
 from harness.cli.common import emit_json, stdout
 from harness.errors import ChameleonError
 
@@ -45,8 +46,8 @@ def latency_table(
     luts: list[Path] = typer.Option(..., "--lut", help="A device's LUT (Parquet); repeat for more devices (one column each)."),
     out: Path = typer.Option(..., "--out", "-o", help="The architecture latency table to write (.parquet, else CSV)."),
     space_name: str = typer.Option("chamnet-mobile", "--space", help="Search space the architectures are drawn from."),
-    n: int = typer.Option(1000, "--n", min=1, help="Architectures (a Sobol pool of the space)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the Sobol pool."),
+    n: int = typer.Option(1000, "--n", min=1, max=1_000_000, help="Architectures (a Sobol pool of the space; at most a million)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the Sobol pool."),
     interpolate: bool = typer.Option(False, "--interpolate", help="Estimate units missing from a LUT instead of failing."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
@@ -67,15 +68,18 @@ def latency_table(
 def monotonicity(
     table_path: Path = typer.Argument(..., metavar="TABLE", help="Architecture latency table (Parquet/CSV; see optimizer/latency/architecture_tables.py)."),
     devices: Optional[str] = typer.Option(None, "--devices", help="Comma list of devices (latency_ms:<name> or plain column names); default: every latency_ms:* column."),
-    threshold: float = typer.Option(0.9, "--threshold", help="Flag pairs whose SRCC is under this (OneProxy: 0.9)."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples for the 95% intervals (0: none)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the bootstrap."),
+    threshold: float = typer.Option(0.9, "--threshold", callback=finite, help="Flag pairs whose SRCC is under this (OneProxy: 0.9)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, max=100_000, help="Bootstrap resamples for the 95% intervals (0: none)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the bootstrap."),
     png: Optional[Path] = typer.Option(None, "--png", help="Draw the SRCC matrix as a heatmap PNG here."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Latency monotonicity: SRCC and Kendall tau between every pair of devices, with bootstrap intervals."""
+    from harness.output_paths import check_png_path
     from optimizer.crossdevice.monotonicity import monotonicity as measure, plot_heatmap
 
+    if png is not None:
+        check_png_path(png, "--png")  # before the bootstrap, not after it
     table = _read_table(table_path, devices)
     report = measure(table, _split(devices), bootstrap=bootstrap, seed=seed, threshold=threshold)
     document = report.to_json()
@@ -115,6 +119,9 @@ def monotonicity(
         stdout.print("failed or missing measurements (left out pairwise): "
                      + ", ".join(f"{d} {k}" for d, k in bad.items()))
     flagged = report.flagged
+    if report.without_data:
+        stdout.print(f"{len(report.without_data)} pair(s) without enough architectures measured on both devices "
+                     "(no SRCC, not flagged): " + ", ".join(f"{p.a}/{p.b}" for p in report.without_data))
     stdout.print(f"{len(flagged)} of {len(report.pairs)} pair(s) under SRCC {threshold:g}"
                  + (": " + ", ".join(f"{p.a}/{p.b}" for p in flagged) if flagged else "")
                  + (f"; 95% intervals from {bootstrap} bootstrap resamples (seed {seed})" if bootstrap else ""))
@@ -163,10 +170,10 @@ def adapt_proxy(
     table_path: Path = typer.Argument(..., metavar="TABLE", help="Architecture latency table (its encoding columns are the choices)."),
     proxy: str = typer.Option(..., "--proxy", help="The proxy device, a comma list of candidates, or 'all'."),
     target: str = typer.Option(..., "--target", help="The target device."),
-    samples: int = typer.Option(..., "--samples", help="Target architectures the adaptation is fitted on."),
-    validation: int = typer.Option(10, "--validation", min=0, help="Further target architectures held back to choose the penalty (OneProxy: 10)."),
-    draws: int = typer.Option(10, "--draws", min=1, help="Random draws of the target samples."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the draws."),
+    samples: int = typer.Option(..., "--samples", min=1, max=1_000_000, help="Target architectures the adaptation is fitted on."),
+    validation: int = typer.Option(10, "--validation", min=0, max=1_000_000, help="Further target architectures held back to choose the penalty (OneProxy: 10)."),
+    draws: int = typer.Option(10, "--draws", min=1, max=10_000, help="Random draws of the target samples."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the draws."),
     devices: Optional[str] = typer.Option(None, "--devices", help="Comma list of plain device columns, when not named latency_ms:<device>."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:

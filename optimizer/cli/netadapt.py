@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from harness.cli.options import SEED_MAX, finite
 from harness.cli.common import emit_json, sigterm_as_ctrl_c, stdout
 
 
@@ -27,16 +28,16 @@ def netadapt(
     resource: str = typer.Option("latency", "--resource", help="latency (LUT), energy (--energy-table) or macs (NetAdapt's ablation)."),
     energy_table: Optional[Path] = typer.Option(None, "--energy-table", help="Per-operator energy results (bench energy) for --resource energy."),
     correction: Optional[Path] = typer.Option(None, "--correction", help="A fitted network correction for the LUT sum (default: fitted on prunings of the model, measured)."),
-    calibration: int = typer.Option(16, "--calibration", min=0, help="Prunings of the model measured end to end to fit the correction (0: plain LUT sum)."),
+    calibration: int = typer.Option(16, "--calibration", min=0, max=10_000, help="Prunings of the model measured end to end to fit the correction (0: plain LUT sum)."),
     initial_reduction: Optional[str] = typer.Option(None, "--initial-reduction", help="ΔR_0, e.g. 0.01ms or 4% of the start (default 4%, about NetAdapt's 0.5 ms for the small MobileNetV1)."),
-    decay: float = typer.Option(0.96, "--decay", help="ΔR decay per iteration (NetAdapt: 0.96)."),
-    channel_step: Optional[int] = typer.Option(None, "--channel-step", min=1, help="Channel counts are multiples of this (default: the device profile's, else 8)."),
-    short_term_steps: int = typer.Option(40, "--short-term-steps", min=1, help="Mini-batches of each proposal's short-term fine-tune."),
-    long_term_epochs: int = typer.Option(5, "--long-term-epochs", min=1, help="Epochs of the final long-term fine-tune."),
+    decay: float = typer.Option(0.96, "--decay", min=0.0, max=1.0, callback=finite, help="ΔR decay per iteration (NetAdapt: 0.96)."),
+    channel_step: Optional[int] = typer.Option(None, "--channel-step", min=1, max=4096, help="Channel counts are multiples of this (default: the device profile's, else 8)."),
+    short_term_steps: int = typer.Option(40, "--short-term-steps", min=1, max=1_000_000, help="Mini-batches of each proposal's short-term fine-tune."),
+    long_term_epochs: int = typer.Option(5, "--long-term-epochs", min=1, max=10_000, help="Epochs of the final long-term fine-tune."),
     baselines: str = typer.Option("0.25,0.5,0.75,1", "--baselines", help="Width multipliers trained from scratch for comparison ('none' to skip)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel fine-tuning processes (default: one per core)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the fine-tunes and the calibration networks."),
-    max_iterations: int = typer.Option(200, "--max-iterations", min=1, help="Stop after this many iterations."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Parallel fine-tuning processes (default: one per core)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the fine-tunes and the calibration networks."),
+    max_iterations: int = typer.Option(200, "--max-iterations", min=1, max=100_000, help="Stop after this many iterations."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """NetAdapt: prune a trained network to a budget, layer by layer, guided by the device's layer-wise LUT."""
@@ -154,7 +155,7 @@ def layer_lut(
     model: Path = typer.Option(..., "--model", help="The trained network (a trainer or NetAdapt checkpoint)."),
     lut: Path = typer.Option(..., "--lut", help="The device's LUT to extend (created if missing)."),
     device: str = typer.Option(..., "--device", "-d", help="Device profile to measure on."),
-    channel_step: Optional[int] = typer.Option(None, "--channel-step", min=1, help="Channel counts are multiples of this (default: the profile's)."),
+    channel_step: Optional[int] = typer.Option(None, "--channel-step", min=1, max=4096, help="Channel counts are multiples of this (default: the profile's)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """NetAdapt's layer-wise LUT ahead of time: every layer of the model at every channel count on the device's step."""

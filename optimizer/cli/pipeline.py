@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from harness.cli.options import SEED_MAX
 from harness.cli.common import emit_json, sigterm_as_ctrl_c, stdout
 from harness.errors import ChameleonError
 
@@ -22,15 +23,15 @@ def pipeline(
     space_name: str = typer.Option("chamnet-mobile-mini", "--space", help="Search space (the reduced chamnet-mobile-mini by default)."),
     data: str = typer.Option("digits", "--data", help="Data set: 'digits', 'mnist-5k', 'glyphs' (built in, offline) or an ImageFolder-style folder."),
     latency: Optional[str] = typer.Option(None, "--latency", help="Latency budget, e.g. 0.2ms (default: the predicted latency of the uniform half-width 48 px baseline)."),
-    trainings: int = typer.Option(48, "--trainings", min=2, help="Networks Algorithm 1 trains for the accuracy predictor."),
-    initial: int = typer.Option(16, "--initial", min=2, help="Networks trained before the first GP fit."),
-    per_round: int = typer.Option(8, "--per-round", min=1, help="Exploration and exploitation samples per round (p = q)."),
-    pool: int = typer.Option(2048, "--pool", min=2, help="Sobol pool of candidate architectures (ChamNet: 2048)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs per network (default: the trainer's)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel training processes (default: one per core)."),
-    calibration: int = typer.Option(20, "--calibration", min=0, help="Random networks measured end to end to calibrate the LUT sum (0: plain sum)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the pool, Algorithm 1's first subset, the GP and the search."),
-    generations: int = typer.Option(100, "--generations", min=1, help="EES generations (ChamNet: 100)."),
+    trainings: int = typer.Option(48, "--trainings", min=2, max=100_000, help="Networks Algorithm 1 trains for the accuracy predictor."),
+    initial: int = typer.Option(16, "--initial", min=2, max=100_000, help="Networks trained before the first GP fit."),
+    per_round: int = typer.Option(8, "--per-round", min=1, max=10_000, help="Exploration and exploitation samples per round (p = q)."),
+    pool: int = typer.Option(2048, "--pool", min=2, max=1_000_000, help="Sobol pool of candidate architectures (ChamNet: 2048)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=10_000, help="Training epochs per network (default: the trainer's)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Parallel training processes (default: one per core)."),
+    calibration: int = typer.Option(20, "--calibration", min=0, max=10_000, help="Random networks measured end to end to calibrate the LUT sum (0: plain sum)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the pool, Algorithm 1's first subset, the GP and the search."),
+    generations: int = typer.Option(100, "--generations", min=1, max=100_000, help="EES generations (ChamNet: 100)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """The main job: sweep this device, build the accuracy predictor from real trainings, search, export, measure again."""

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from harness.cli.options import SEED_MAX
 from harness.cli.common import emit_json, sigterm_as_ctrl_c, stdout
 from harness.errors import ChameleonError, InvalidSignature, OutputNotWritable
 
@@ -22,15 +23,15 @@ def build_predictor(
     space_name: str = typer.Option("chamnet-mobile", "--space"),
     target: str = typer.Option("accuracy", "--target", help="accuracy (Algorithm 1) or energy_mj (exploration only; not with --data)."),
     out: Path = typer.Option(..., "--out", help="Where to save the predictor (JSON)."),
-    budget: int = typer.Option(240, "--budget", min=2, help="Samples Algorithm 1 may train (ChamNet: 240)."),
-    initial: int = typer.Option(40, "--initial", min=2, help="Architectures trained before the first GP fit."),
-    p: int = typer.Option(20, "--p", min=0, help="Exploration samples per round (largest predictive std)."),
-    q: int = typer.Option(20, "--q", min=0, help="Exploitation samples per round (largest predicted accuracy / MACs)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs per architecture (with --data; default: TrainingSettings')."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Parallel training processes (with --data; default: the cores)."),
-    pool_size: int = typer.Option(2048, "--pool", min=2, help="Sobol pool of candidate architectures (with --data; ChamNet: 2048)."),
+    budget: int = typer.Option(240, "--budget", min=2, max=100_000, help="Samples Algorithm 1 may train (ChamNet: 240)."),
+    initial: int = typer.Option(40, "--initial", min=2, max=100_000, help="Architectures trained before the first GP fit."),
+    p: int = typer.Option(20, "--p", min=0, max=10_000, help="Exploration samples per round (largest predictive std)."),
+    q: int = typer.Option(20, "--q", min=0, max=10_000, help="Exploitation samples per round (largest predicted accuracy / MACs)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=10_000, help="Training epochs per architecture (with --data; default: TrainingSettings')."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Parallel training processes (with --data; default: the cores)."),
+    pool_size: int = typer.Option(2048, "--pool", min=2, max=1_000_000, help="Sobol pool of candidate architectures (with --data; ChamNet: 2048)."),
     checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder keeping every trained network's weights (with --data)."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the pool, the initial subset and the GP fits."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the pool, the initial subset and the GP fits."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Algorithm 1 over an observations file, or (--data) over trainings it runs; saves the fitted GP (not a pickle)."""
@@ -116,11 +117,12 @@ def estimate(
 ) -> None:
     """Estimate a network's latency as the sum of its operators' LUT entries (overhead counted once)."""
     from harness.signature import parse_signature
+    from harness.textfiles import UnreadableText, read_utf8
 
     try:
-        lines = signatures.read_text().splitlines()
-    except OSError as problem:
-        raise ChameleonError(f"{signatures}: cannot read ({problem.strerror})") from None
+        lines = read_utf8(signatures).splitlines()
+    except UnreadableText as problem:
+        raise ChameleonError(f"{signatures}: cannot read the signature list ({problem.reason})") from None
     ops = []
     for number, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].strip()

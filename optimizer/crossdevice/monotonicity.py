@@ -25,6 +25,8 @@ from optimizer.latency.architecture_tables import LatencyTable
 
 DEFAULT_THRESHOLD = 0.9
 MIN_ROWS = 3
+# Resamples a report may ask for: 1000 give two-digit intervals; more than this only burns memory and minutes.
+MAX_BOOTSTRAP = 100_000
 
 
 class TooFewDevices(ChameleonError):
@@ -42,7 +44,12 @@ class PairMonotonicity:
     kendall: float
     kendall_low: float
     kendall_high: float
-    below_threshold: bool
+    below_threshold: bool  # measured, and its SRCC is under the threshold (a pair without data is not)
+
+    @property
+    def has_data(self) -> bool:
+        """Enough architectures measured on both devices for a rank correlation."""
+        return self.n >= MIN_ROWS and bool(np.isfinite(self.srcc))
 
 
 @dataclass(frozen=True)
@@ -70,13 +77,19 @@ class MonotonicityReport:
     def flagged(self) -> list[PairMonotonicity]:
         return [p for p in self.pairs if p.below_threshold]
 
+    @property
+    def without_data(self) -> list[PairMonotonicity]:
+        """Pairs with too few architectures measured on both devices: neither under nor over the threshold."""
+        return [p for p in self.pairs if not p.has_data]
+
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "devices": self.devices, "rows": self.rows, "invalid": self.invalid,
                 "threshold": self.threshold, "bootstrap": self.bootstrap, "confidence": self.confidence,
                 "seed": self.seed, "pairs": [strict_json(asdict(p)) for p in self.pairs],
                 "srcc_matrix": strict_json(self.matrix("srcc").tolist()),
                 "kendall_matrix": strict_json(self.matrix("kendall").tolist()),
-                "flagged": [[p.a, p.b] for p in self.flagged]}
+                "flagged": [[p.a, p.b] for p in self.flagged],
+                "without_data": [[p.a, p.b] for p in self.without_data]}
 
 
 # ------------------------------------------------------------------ statistics (pure)
@@ -146,14 +159,14 @@ def pair_monotonicity(x: np.ndarray, y: np.ndarray, a: str = "a", b: str = "b", 
     n = len(x)
     if n < MIN_ROWS:
         nan = float("nan")
-        return PairMonotonicity(a, b, n, nan, nan, nan, nan, nan, nan, True)
+        return PairMonotonicity(a, b, n, nan, nan, nan, nan, nan, nan, False)
     rho, tau = spearman(x, y), kendall(x, y)
     lo = hi = klo = khi = float("nan")
     if bootstrap > 0:
         rng = np.random.default_rng(seed)
         lo, hi = percentile_interval(bootstrap_spearman(x, y, bootstrap, rng), confidence)
         klo, khi = percentile_interval(bootstrap_kendall(x, y, bootstrap_indices(n, bootstrap, rng)), confidence)
-    below = not (np.isfinite(rho) and rho >= threshold)
+    below = bool(np.isfinite(rho) and rho < threshold)  # a constant column gives no rank: not flagged, reported without data
     return PairMonotonicity(a, b, n, rho, lo, hi, tau, klo, khi, below)
 
 
@@ -168,8 +181,10 @@ def monotonicity(table: LatencyTable, devices: list[str] | None = None, *, boots
                             f"(got {', '.join(devices) or 'none'})")
     if len(set(devices)) != len(devices):
         raise ChameleonError(f"devices named twice: {', '.join(devices)}")
-    if bootstrap < 0:
-        raise ChameleonError("--bootstrap must be 0 (no intervals) or more")
+    if not (isinstance(threshold, (int, float)) and np.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+        raise ChameleonError(f"--threshold must be an SRCC between -1 and 1, got {threshold}")
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+        raise ChameleonError(f"--bootstrap must be between 0 (no intervals) and {MAX_BOOTSTRAP}, got {bootstrap}")
     if not 0 < confidence < 1:
         raise ChameleonError("the confidence level must be between 0 and 1")
     pairs = []

@@ -35,9 +35,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from harness.atomic import write_atomically
-from harness.errors import ChameleonError
-from harness.networks.tables import read_table_file
+from harness.atomic import exclusive_lock, write_atomically
+from harness.errors import ChameleonError, OutputNotWritable
+from harness.networks.tables import TABLE_WRITER_BUSY, read_table_file
 
 ARCH_ID = "arch_id"
 LATENCY_PREFIX = "latency_ms:"
@@ -200,17 +200,27 @@ def _numeric(column: pa.ChunkedArray, source: str, name: str, what: str) -> np.n
 
 
 def write_latency_table(table: LatencyTable, path: str | Path) -> Path:
-    """Write atomically: Parquet for ``.parquet``/``.pq``, CSV otherwise (failed measurements as empty cells)."""
+    """Write atomically: Parquet for ``.parquet``/``.pq``, CSV otherwise (failed measurements as empty cells).
+
+    Under the table's lock (``FILE.lock``, the one ``bench measure-networks`` holds while it extends
+    a table), so this write never lands in the middle of a measurement run's rewrites.
+    """
     path = Path(path)
     arrow = table.to_arrow()
+    if path.is_dir():
+        raise OutputNotWritable(f"{path}: is a folder; give a table file name such as {path / 'table.parquet'}")
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
-        write_atomically(path, lambda tmp: pq.write_table(arrow, tmp))
+        def write(tmp: Path) -> None:
+            pq.write_table(arrow, tmp)
     else:
         import pyarrow.csv as pacsv
 
-        write_atomically(path, lambda tmp: pacsv.write_csv(arrow, tmp))
+        def write(tmp: Path) -> None:
+            pacsv.write_csv(arrow, tmp)
+    with exclusive_lock(path, TABLE_WRITER_BUSY):
+        write_atomically(path, write)
     return path
 
 
