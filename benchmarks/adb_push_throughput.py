@@ -53,7 +53,9 @@ def main() -> int:
     env = {**os.environ, "HOME": str(work / "home"), "ANDROID_ADB_SERVER_PORT": str(_free_port())}
     (work / "home").mkdir()
     ours, theirs = [], []
-    with LoopbackAdbDevice(sandbox=work / "device") as device:
+    # The device lets in only the two clients timed here: adb (its key appears at its first start) and ours.
+    with LoopbackAdbDevice(sandbox=work / "device",
+                           authorized_keys=[work / "home" / ".android" / "adbkey.pub", work / "adbkey.pub"]) as device:
         target = device.device_path(remote)
         subprocess.run([adb, "connect", device.address], env=env, capture_output=True, timeout=60, check=True)
         transport = AdbTransport(address=device.address, key_path=work / "adbkey").connect()

@@ -41,6 +41,9 @@ measurement:
 @pytest.fixture()
 def device(tmp_path: Path):
     with LoopbackAdbDevice(sandbox=tmp_path / "device") as loopback:
+        # Besides this user's keys (the default), the test clients' own, created on first use.
+        loopback.authorize(tmp_path / "keys" / "adbkey.pub")
+        loopback.authorize(tmp_path / "config" / "adbkey.pub")
         yield loopback
 
 

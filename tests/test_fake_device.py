@@ -24,8 +24,8 @@ BIG = 10 * 1024 * 1024
 
 
 @pytest.fixture
-def device(tmp_path):
-    with LoopbackAdbDevice(sandbox=tmp_path / "sandbox") as dev:
+def device(tmp_path, signer):
+    with LoopbackAdbDevice(sandbox=tmp_path / "sandbox", authorized_keys=[public_key(signer)]) as dev:
         yield dev
 
 
@@ -37,6 +37,12 @@ def signer(tmp_path_factory):
     key = tmp_path_factory.mktemp("adbkey") / "adbkey"
     keygen(str(key))
     return PythonRSASigner.FromRSAKeyPath(str(key))
+
+
+def public_key(signer) -> bytes:
+    """The signer's public key as adbkey.pub holds it: what the device is told to let in."""
+    key = signer.GetPublicKey()
+    return key.encode() if isinstance(key, str) else key
 
 
 def connect(dev: LoopbackAdbDevice, signer):
@@ -94,7 +100,7 @@ def test_paths_map_into_the_sandbox_and_never_out(tmp_path):
 
 def test_adb_shell_session(device, signer, tmp_path):
     client = connect(device, signer)
-    assert device.auth_events[-1] == "public_key"  # an unknown key is accepted, as a user tapping "Allow"
+    assert device.auth_events[-1] == "public_key"  # an authorized key offered for the first time is accepted
     assert sh(client, "echo ok") == "ok\n"
     assert sh(client, "getprop ro.product.model").strip() == "Loopback ADB device"
     assert sh(client, "getprop ro.board.platform").strip() == "loopback-sim"
@@ -237,6 +243,7 @@ def test_debian_adb_client(device, tmp_path):
         return subprocess.run(["adb", *args], check=False, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
     serial = device.address
+    device.authorize(home / ".android" / "adbkey.pub")  # this adb's key pair, created when its server starts
     try:
         assert adb("start-server").returncode == 0
         connected = adb("connect", serial)

@@ -45,8 +45,16 @@ def parse(
 
 # ----------------------------------------------------------- fake device
 def fake_device(
-    port: int = typer.Option(5555, "--port", help="TCP port on 127.0.0.1 (0: any free port)."),
-    sandbox: Optional[Path] = typer.Option(None, "--sandbox", help="Folder standing for the device's filesystem (default: a new temp folder)."),
+    port: int = typer.Option(5555, "--port", help="TCP port on 127.0.0.1 (0: any free port). It never listens on another address."),
+    sandbox: Optional[Path] = typer.Option(
+        None, "--sandbox",
+        help="Folder standing for the device's filesystem: new, empty or an earlier sandbox (default: a new temp folder).",
+    ),
+    authorized_keys: Optional[list[Path]] = typer.Option(
+        None, "--authorized-keys", metavar="FILE",
+        help="ADB public keys let in (adb_keys format, e.g. someone's adbkey.pub); repeatable. "
+             "Default: this user's Chameleon key (CONFIG/adbkey.pub) and adb's key (~/.android/adbkey.pub).",
+    ),
     install_tools: bool = typer.Option(
         True, "--install-tools/--no-install-tools",
         help="Put the stand-in benchmark_model and onnxruntime_perf_test where the profiles look for them (/data/local/tmp/chameleon/).",
@@ -58,13 +66,18 @@ def fake_device(
     identity (never a phone's), and its stand-in benchmark_model runs .tflite
     models with LiteRT on this CPU: figures measured through it are this
     machine's, and every LUT row says so.
+
+    Exposure: a client it lets in runs shell commands on this machine as the
+    user who started it (as root when started as root: it warns). So it
+    listens on 127.0.0.1 only, and lets in only the authorized keys (listed on
+    stderr at start; any other key is refused at AUTH). Push, pull, stat and
+    ls stay inside the sandbox (no '..', no symlink out), as do the device
+    paths (/data, /sdcard, /sys...) in shell commands; but a shell command is
+    a real command here and can read what you can (cat /etc/passwd).
     """
     from harness.fake_device import serve_forever
 
-    try:
-        serve_forever(port=port, sandbox=sandbox, install_tools=install_tools)
-    except OSError as problem:
-        raise ChameleonError(f"cannot listen on 127.0.0.1:{port} ({problem.strerror or problem})") from None
+    serve_forever(port=port, sandbox=sandbox, install_tools=install_tools, authorized_keys=authorized_keys or None)
 
 
 # --------------------------------------------------------------- devices

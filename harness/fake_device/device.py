@@ -11,9 +11,11 @@ Implemented:
 
 * CNXN + AUTH: the device sends a 20-byte token; a signature that verifies
   against a public key the device accepted before (``/data/misc/adb/adb_keys``
-  in the sandbox) brings the connection online; otherwise it sends a fresh
-  token, and an offered public key is always accepted (a user who always taps
-  "Allow") and remembered.  The banner advertises ``shell_v2`` and
+  in the sandbox) and that is still authorized brings the connection online;
+  otherwise it sends a fresh token, and an offered public key is accepted
+  and remembered only if it is an authorized key (:mod:`harness.fake_device.keys`:
+  where a phone asks its user, this device has a list); any other key gets
+  the connection closed.  The banner advertises ``shell_v2`` and
   ``fixed_push_mkdir`` only.
 * Streams with ``OKAY`` flow control (one outstanding ``WRTE`` per stream, no
   delayed-ack feature).
@@ -33,25 +35,28 @@ authorization keys, fault injection, the simulated sysfs, which service an
 OPEN gets) and the ``bench fake-device`` entry point.  The parts it serves
 with are :mod:`harness.fake_device.transport` (connections and streams),
 :mod:`harness.fake_device.shell` (shell / exec) and
-:mod:`harness.fake_device.sync` (push / pull); it imports those, ``protocol``
-and ``sandbox``, and ``benchmark_model_standin`` lazily.
+:mod:`harness.fake_device.sync` (push / pull); it imports those, ``protocol``,
+``sandbox`` and ``keys`` (which keys are let in), and ``benchmark_model_standin`` lazily.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Self
 
 from harness.fake_device import protocol as P
-from harness.fake_device.sandbox import DEVICE_CPUS, FakeDeviceError, check_sandbox_path, cpufreq_dir, default_identity, map_device_path, populate, thermal_zone_dir, write_text_atomically
+from harness.fake_device.keys import AuthorizedKeys, check_key_file, default_key_files
+from harness.fake_device.sandbox import DEVICE_CPUS, FakeDeviceError, cpufreq_dir, default_identity, map_device_path, populate, prepare_sandbox, thermal_zone_dir, write_text_atomically
 from harness.fake_device.shell import ShellService
 from harness.fake_device.sync import SyncService
 from harness.fake_device.transport import Connection, Stream
@@ -66,22 +71,37 @@ class LoopbackAdbDevice:
     ``with LoopbackAdbDevice() as device:`` starts it on a free port; ``device.address`` is
     what ``adb connect`` takes.  The sandbox (a new temporary folder unless given, removed on
     :meth:`stop` only in that case) stands for the phone's filesystem.
+
+    ``authorized_keys``: the public keys let in, as keys files (paths, read again when an
+    unknown key knocks, so they may not exist yet) or key blobs (bytes); None: the keys of
+    this user's ADB clients (:func:`~harness.fake_device.keys.default_key_files`).
+    :meth:`authorize` adds one.  ``log`` receives one line per refused client.
     """
 
-    def __init__(self, host: str = LOOPBACK_HOST, port: int = 0, sandbox: Path | None = None, serial: str | None = None) -> None:
+    def __init__(self, host: str = LOOPBACK_HOST, port: int = 0, sandbox: Path | None = None, serial: str | None = None,
+                 authorized_keys: Iterable[Path | str | bytes] | None = None, log: Callable[[str], None] | None = None) -> None:
+        # Never another interface: a client with a key runs commands on this machine.
         if host != LOOPBACK_HOST:
             raise FakeDeviceError(f"the loopback ADB device only listens on {LOOPBACK_HOST}, not {host!r}")
-        if not isinstance(port, int) or not 0 <= port <= 65535:
+        if isinstance(port, bool) or not isinstance(port, int):
             raise FakeDeviceError(f"invalid port {port!r}")
+        if not 0 <= port <= 65535:
+            raise FakeDeviceError(f"port {port} is out of range (0-65535)")
         self.host = host
         self.port = port
+        self.authorized = AuthorizedKeys(default_key_files() if authorized_keys is None else authorized_keys)
+        self.log = log
         self._own_sandbox = sandbox is None
-        self.sandbox = check_sandbox_path(Path(tempfile.mkdtemp(prefix="chameleon-loopback-")) if sandbox is None else Path(sandbox))
+        self.sandbox = prepare_sandbox(Path(tempfile.mkdtemp(prefix="chameleon-loopback-")) if sandbox is None else Path(sandbox))
         self.serial = serial or f"LOOPBACK{secrets.token_hex(4).upper()}"
         self.identity: dict[str, str] = default_identity(self.serial)
         self.require_auth = True
-        populate(self.sandbox, self.identity)
-        self.auth_events: list[str] = []  # "signature", "public_key", "bad_signature": what each AUTH step did
+        try:
+            populate(self.sandbox, self.identity)
+        except OSError as e:
+            raise FakeDeviceError(f"sandbox {self.sandbox}: cannot set up the device's files ({e.strerror or e}: {e.filename})") from None
+        # What each AUTH step did: "signature", "bad_signature", "public_key" (accepted), "refused".
+        self.auth_events: list[str] = []
         self._keys: list[tuple[int, int]] = []
         self._lock = threading.Lock()
         self._connections: set[Connection] = set()
@@ -263,27 +283,43 @@ class LoopbackAdbDevice:
             if key is not None and key not in self._keys:
                 self._keys.append(key)
 
+    def authorize(self, source: Path | str | bytes) -> None:
+        """Let in one more key (bytes) or the keys of a file (a path, read again when an unknown key knocks)."""
+        self.authorized.add(source)
+
     def _signature_known(self, token: bytes, signature: bytes) -> bool:
         with self._lock:
             keys = list(self._keys)
-        ok = any(P.verify_signature(key, token, signature) for key in keys)
+        # A key remembered in the sandbox's adb_keys counts only while it is still authorized.
+        ok = any(P.verify_signature(key, token, signature) and self.authorized.allows(key) for key in keys)
         self.auth_events.append("signature" if ok else "bad_signature")
         return ok
 
-    def _accept_key(self, blob: bytes) -> None:
-        self.auth_events.append("public_key")
+    def _accept_key(self, blob: bytes) -> bool:
+        """Whether the public key a client offers is let in (and remembered); a phone would ask its user."""
         key = P.parse_public_key(blob)
-        if key is None:
-            return  # accepted for this connection, but nothing to check later signatures against
+        if key is None or not self.authorized.allows(key):
+            self.auth_events.append("refused")
+            if self.log is not None:
+                who = blob.split(b"\0", 1)[0].strip().partition(b" ")[2].decode("utf-8", "replace") or "unnamed"
+                who = "".join(c if c.isprintable() else "?" for c in who[:80])  # the client's words, on our terminal
+                what = "an unreadable public key" if key is None else f"key {P.key_fingerprint(blob)} ({who})"
+                self.log(f"refused a client: {what} is not an authorized key (add it with --authorized-keys FILE)")
+            return False
+        self.auth_events.append("public_key")
         with self._lock:
             if key in self._keys:
-                return
+                return True
             self._keys.append(key)
         line = blob.split(b"\0", 1)[0].strip()
         path = self._keys_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab") as f:
-            f.write(line + b"\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as f:
+                f.write(line + b"\n")
+        except OSError:
+            pass  # remembered for this run all the same; the client is let in
+        return True
 
     # ------------------------------------------------------------ services
 
@@ -315,11 +351,30 @@ def install_standin_tools(device: LoopbackAdbDevice, folder: str = "/data/local/
         target.chmod(0o755)
 
 
-def serve_forever(port: int = 5555, sandbox: Path | None = None, install_tools: bool = False) -> int:
-    """Run a loopback device on ``127.0.0.1:port`` until Ctrl-C or SIGTERM (the ``bench fake-device`` command)."""
-    device = LoopbackAdbDevice(port=port, sandbox=sandbox).start()
-    if install_tools:
-        install_standin_tools(device)
+def serve_forever(port: int = 5555, sandbox: Path | None = None, install_tools: bool = False,
+                  authorized_keys: Iterable[Path] | None = None) -> int:
+    """Run a loopback device on ``127.0.0.1:port`` until Ctrl-C or SIGTERM (the ``bench fake-device`` command).
+
+    There is no host to choose: it listens on 127.0.0.1 only.  ``authorized_keys``: keys files
+    that must exist and hold a key (None: the keys of this user's ADB clients).  What it
+    exposes is said on stderr before it listens: the keys let in, and a warning when run as root.
+    """
+    files = None if authorized_keys is None else [check_key_file(Path(path)) for path in authorized_keys]
+
+    def note(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    device = LoopbackAdbDevice(port=port, sandbox=sandbox, authorized_keys=files, log=note)
+    try:
+        if os.geteuid() == 0:
+            note("warning: running as root: a client with an authorized key runs commands on this machine as root")
+        note(device.authorized.summary())
+        device.start()
+        if install_tools:
+            install_standin_tools(device)
+    except BaseException:
+        device.stop()
+        raise
     print(f"Loopback ADB device on {device.address} (sandbox {device.sandbox}): adb connect {device.address}; "
           f"bench sweep --device pixel --adb {device.address} --plan smoke; Ctrl-C stops it", flush=True)
 

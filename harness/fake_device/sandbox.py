@@ -14,11 +14,26 @@ chroot; it rewrites paths instead):
   stand-in tools print device paths.  This is text substitution, good for the
   simple command lines Chameleon sends, not a shell parser.
 * A device path with a ``..`` component is refused (sync: ``FAIL``; shell:
-  exit status 1 with a message), so nothing escapes the sandbox by name.
+  exit status 1 with a message), so nothing escapes the sandbox by name; so
+  is one that resolves out of it through a symlink (sync checks the real
+  path; the shell checks each rewritten path and every match of a glob in
+  it).  In a shell command a device path's word may not hold ``$``, a
+  backquote, a backslash or a brace, nor continue in quotes towards a
+  ``..``: the shell would expand them after the check.  A symlink pushed
+  through sync points into the sandbox (an absolute target is a device path)
+  or is refused.
+* What this does NOT confine: a shell command is a real command of this
+  machine, run as the user who started the device; a host path outside the
+  prefixes above (``cat /etc/passwd``) is the host's.  Only clients with an
+  authorized key (:mod:`harness.fake_device.keys`) get a shell.
+* The sandbox folder must be new, empty or an earlier loopback sandbox (it
+  holds ``.loopback/``): every file in it is served to clients, so a folder
+  such as the home folder is refused (:func:`prepare_sandbox`).
 
 Layout written by :func:`populate`::
 
-    SANDBOX/system/bin/     getprop, taskset (and md5sum if the host lacks one); first on PATH
+    SANDBOX/system/bin/     getprop, taskset, sh (a script running /bin/sh; a symlink would lead out)
+                            (and md5sum if the host lacks one); first on PATH
     SANDBOX/data/local/tmp/ where benchmark binaries and models are pushed
     SANDBOX/sdcard/
     SANDBOX/sys/devices/system/cpu/cpu{0..7}/cpufreq/{scaling_cur_freq,cpuinfo_max_freq,...}
@@ -30,6 +45,7 @@ Layout written by :func:`populate`::
 
 from __future__ import annotations
 
+import glob
 import os
 import platform
 import re
@@ -102,7 +118,7 @@ def default_identity(serial: str) -> dict[str, str]:
 
 
 def check_sandbox_path(sandbox: Path) -> Path:
-    sandbox = Path(sandbox).resolve()
+    sandbox = Path(sandbox).expanduser().resolve()
     if not _SAFE_SANDBOX.match(str(sandbox)):
         raise FakeDeviceError(
             f"sandbox path {str(sandbox)!r} holds characters the device's command rewriting cannot paste into a shell line; use a plain path"
@@ -110,6 +126,41 @@ def check_sandbox_path(sandbox: Path) -> Path:
     if sandbox == Path("/"):
         raise FakeDeviceError("the sandbox cannot be the host's root folder")
     return sandbox
+
+
+SANDBOX_MARKER = ".loopback"  # a folder every loopback sandbox holds
+
+
+def prepare_sandbox(sandbox: Path) -> Path:
+    """The sandbox folder, created and checked before the device listens; a problem names the folder.
+
+    It must be a folder this user can write, and new, empty or an earlier loopback sandbox:
+    the device serves every file in it to its clients.
+    """
+    sandbox = check_sandbox_path(sandbox)
+    if sandbox.exists() and not sandbox.is_dir():
+        raise FakeDeviceError(f"sandbox {sandbox} is a file, not a folder")
+    try:
+        sandbox.mkdir(parents=True, exist_ok=True)
+        stray = next((p.name for p in sandbox.iterdir() if p.name != SANDBOX_MARKER), None)
+    except OSError as e:
+        raise FakeDeviceError(f"sandbox {sandbox}: cannot create or read the folder ({e.strerror or e})") from None
+    if stray is not None and not (sandbox / SANDBOX_MARKER).is_dir():
+        raise FakeDeviceError(f"sandbox {sandbox} already holds files ({stray!r}...) and is not a loopback sandbox; "
+                              "give a new or empty folder (the device serves every file in it)")
+    probe = sandbox / f".write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise FakeDeviceError(f"sandbox {sandbox} is not writable ({e.strerror or e})") from None
+    return sandbox
+
+
+def inside(sandbox: Path, path: str | Path) -> bool:
+    """Whether ``path``, its symlinks resolved, lies in the sandbox (``sandbox`` itself resolved)."""
+    real = os.path.realpath(path)
+    return real == str(sandbox) or real.startswith(str(sandbox) + os.sep)
 
 
 def device_parts(remote: str) -> tuple[str, ...]:
@@ -126,16 +177,45 @@ def map_device_path(sandbox: Path, remote: str) -> Path:
     return sandbox.joinpath(*device_parts(remote))
 
 
+# The rest of a shell word after a device path: up to a blank or an operator (quotes do not end a word).
+_WORD_REST = re.compile(r"[^\s;|&<>()]*")
+# Expanded by the shell after the rewriting: a path holding them could name anything once expanded.
+_EXPANDED = re.compile(r"[$`\\{}]")
+
+
 def rewrite_command(sandbox: Path, command: str) -> str:
     """``command`` with its device paths pointing into the sandbox (see the module docstring)."""
 
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
-        if ".." in token.split("/"):
-            raise PathEscape(f"device path {token!r} escapes the sandbox ('..')")
+        rest = _WORD_REST.match(match.string, match.end())
+        # The shell joins quoted pieces to the word: '/data/.'.'/..' is /data/../.. once unquoted.
+        word = token + (rest.group(0) if rest else "")
+        if _EXPANDED.search(word):
+            raise PathEscape(f"device path {word!r} holds a shell expansion ($, `, \\, {{}}) that could lead out of the sandbox")
+        unquoted = word.replace("'", "").replace('"', "")
+        if ".." in unquoted.split("/"):
+            raise PathEscape(f"device path {unquoted!r} escapes the sandbox ('..')")
+        host = str(sandbox) + unquoted
+        for candidate in (glob.glob(host) if glob.has_magic(host) else [host]):
+            if not inside(sandbox, candidate):
+                raise PathEscape(f"device path {unquoted!r} leads out of the sandbox (a symlink)")
         return str(sandbox) + token
 
     return _COMMAND_PATH.sub(replace, command)
+
+
+def symlink_target(sandbox: Path, link: Path, target: str) -> str:
+    """What a symlink pushed to ``link`` may point to: ``target`` inside the sandbox, or PathEscape.
+
+    An absolute target is a device path (``/data/x`` -> ``SANDBOX/data/x``); a relative one
+    must not climb out of the sandbox from the link's folder.
+    """
+    if target.startswith("/"):
+        return str(map_device_path(sandbox, target))
+    if "\0" in target or not inside(sandbox, os.path.join(os.path.realpath(link.parent), target)):
+        raise PathEscape(f"symlink target {target!r} leads out of the sandbox")
+    return target
 
 
 class OutputUnmapper:
@@ -234,9 +314,8 @@ def populate(sandbox: Path, identity: dict[str, str]) -> None:
     write_text_atomically(bin_dir / "taskset", f"#!{sys.executable}\n" + Path(taskset_standin.__file__).read_text(), 0o755)
     if shutil.which("md5sum") is None:
         write_text_atomically(bin_dir / "md5sum", f"#!{sys.executable}\n" + _MD5SUM, 0o755)
-    sh = bin_dir / "sh"
-    if not sh.exists() and not sh.is_symlink():
-        sh.symlink_to("/bin/sh")
+    # A script, not a symlink to /bin/sh: every path in the sandbox must resolve inside it.
+    write_text_atomically(bin_dir / "sh", '#!/bin/sh\nexec /bin/sh "$@"\n', 0o755)
 
     cpu_root = sandbox / "sys" / "devices" / "system" / "cpu"
     for name in ("online", "possible", "present"):

@@ -4,8 +4,10 @@
 stream, against the sandbox folder that stands for the phone's filesystem.
 A push is written to a temporary file and moved into place when DONE
 arrives (so a dropped push leaves no partial file), with the mode and
-modification time it was sent with; a symlink mode creates a symlink.  Paths
-that lead out of the sandbox fail with a FAIL reply.  There is no sync v2
+modification time it was sent with; a symlink mode creates a symlink, whose
+target must stay in the sandbox (an absolute target is a device path).  Paths
+that lead out of the sandbox, by ``..`` or through a symlink, fail with a
+FAIL reply.  There is no sync v2
 (STA2/LST2/SND2/RCV2).
 
 Imports: :mod:`harness.fake_device.protocol`, :mod:`harness.fake_device.sandbox`
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.fake_device import protocol as P
-from harness.fake_device.sandbox import PathEscape, map_device_path
+from harness.fake_device.sandbox import PathEscape, inside, map_device_path, symlink_target
 from harness.fake_device.transport import Closed, Stream
 
 
@@ -90,8 +92,8 @@ class SyncService:
 
     def _path(self, remote: str, follow: bool = True) -> Path:
         path = map_device_path(self.sandbox, remote)
-        real = Path(os.path.realpath(path if follow else path.parent))
-        if real != self.sandbox and self.sandbox not in real.parents:
+        # Not following: the last component may be a symlink (stat, or a push replacing it), its folder may not.
+        if not inside(self.sandbox, path if follow else path.parent):
             raise PathEscape(f"device path {remote!r} leads out of the sandbox")
         return path
 
@@ -206,14 +208,17 @@ class SyncService:
             try:
                 if stat.S_ISLNK(mode):
                     tmp.unlink(missing_ok=True)
+                    pointee = symlink_target(self.sandbox, target, link_target.decode("utf-8", "surrogateescape"))
                     if target.is_symlink() or target.exists():
                         target.unlink()
-                    os.symlink(link_target.decode("utf-8", "surrogateescape"), target)
+                    os.symlink(pointee, target)
                 else:
                     os.chmod(tmp, stat.S_IMODE(mode) or 0o644)
                     os.replace(tmp, target)
                     if mtime:
                         os.utime(target, (mtime, mtime))
+            except PathEscape as e:
+                problem = str(e)
             except OSError as e:
                 problem = f"couldn't create file: {e.strerror}"
         if tmp is not None:

@@ -73,6 +73,18 @@ def split_exit_code(output: str) -> ShellResult:
     return ShellResult(output=text[: match.start()], exit_code=int(match.group(1)))
 
 
+def parse_address(address: str) -> tuple[str, int]:
+    """``(host, port)`` of an ADB address ``HOST:PORT`` (``[v6]:PORT`` too); a bad one is a one-line error."""
+    host, colon, port = address.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not (port.isascii() and port.isdigit()):
+        raise DeviceUnavailable(f"ADB address {address!r} is not HOST:PORT")
+    if not 1 <= int(port) <= 65535:
+        raise DeviceUnavailable(f"ADB address {address!r}: port {int(port)} is out of range (1-65535)")
+    return host, int(port)
+
+
 def default_key_path() -> Path:
     return Path(os.environ.get("CHAMELEON_ADB_KEY", config_dir() / "adbkey"))
 
@@ -184,6 +196,8 @@ class AdbTransport:
     ) -> None:
         if bool(address) == bool(serial):
             raise DeviceUnavailable("an ADB device needs either an address (host:port) or a USB serial")
+        # Checked here, before any connection: a bad port would otherwise read as "connection refused".
+        self._host_port = parse_address(address) if address else None
         self.address, self.serial = address, serial
         self.key_path = key_path or default_key_path()
         self.connect_timeout_s = connect_timeout_s
@@ -219,13 +233,11 @@ class AdbTransport:
 
     def _new_device(self) -> Any:
         _install_fast_checksum()
-        if self.address:
+        if self._host_port is not None:
             from adb_shell.adb_device import AdbDevice
 
-            host, _, port = self.address.rpartition(":")
-            if not host or not port.isdigit():
-                raise DeviceUnavailable(f"ADB address {self.address!r} is not host:port")
-            return AdbDevice(_tcp_transport(host, int(port)), default_transport_timeout_s=self.connect_timeout_s)
+            host, port = self._host_port
+            return AdbDevice(_tcp_transport(host, port), default_transport_timeout_s=self.connect_timeout_s)
         try:
             from adb_shell.adb_device import AdbDeviceUsb
         except ImportError:
