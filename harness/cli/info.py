@@ -94,6 +94,7 @@ def devices(as_json: bool = JsonOption) -> None:
             "affinity": p.runtime.core_mask or ("auto" if p.runtime.cores is None else ",".join(map(str, p.runtime.cores))),
             "dtypes": list(p.dtypes),
             "energy": p.energy.source,
+            "memory_limit_mb": p.memory_limit_mb,
             "description": p.description,
             "file": str(p.source),
         }
