@@ -18,6 +18,7 @@ import typer
 
 from harness.cli.common import emit_json, stderr, stdout
 from harness.cli.options import JsonOption
+from harness.energy.bounds import MAX_IDLE_S, MAX_ITEMS, MAX_MEASURE_S, MAX_RATE_HZ, MAX_RUNS, check_count, check_number
 from harness.errors import ChameleonError
 from harness.plans import load_plan
 from harness.profiles import load_profile
@@ -44,6 +45,9 @@ def energy_measure(
     from harness.energy.counters import counter_for, measure_with_counter
     from harness.runners import make_runner
 
+    # typer's min= lets NaN through (every comparison with NaN is false) and has no upper bound.
+    check_number("--seconds", seconds, 0.01, MAX_MEASURE_S, unit=" s")
+    check_number("--idle-seconds", idle_seconds, 0.0, MAX_MEASURE_S, unit=" s")
     profile = load_profile(device)
     if profile.transport.type != "local":
         raise ChameleonError(f"device {profile.name!r} is measured with a power monitor: use bench energy session")
@@ -76,7 +80,13 @@ def energy_import(
     from harness.energy.analysis import analyze
     from harness.energy.trace_import import read_trace
 
-    result = analyze(read_trace(trace_file, sample_rate_hz=rate), runs, idle_s=idle_s)
+    _check_runs_and_idle(runs, idle_s)
+    check_number("--rate", rate, 0.0, MAX_RATE_HZ, above_low=True, unit=" Hz")
+    trace = read_trace(trace_file, sample_rate_hz=rate)
+    try:
+        result = analyze(trace, runs, idle_s=idle_s)
+    except ChameleonError as problem:  # name the file, as the reader's own errors do
+        raise type(problem)(f"{trace_file}: {problem}") from None
     if as_json:
         emit_json({"trace": str(trace_file), **result.to_json()})
         return
@@ -121,6 +131,11 @@ def energy_session(
     """Guide an energy measurement session: monitor + phone checks, then the ChamNet protocol item by item."""
     from harness.energy import session as lab
 
+    # Everything the user typed is checked before the set-up, which takes a minute (phone, monitor).
+    _check_runs_and_idle(runs, idle_s)
+    check_count("--limit", limit, MAX_ITEMS)
+    if out_dir is not None:
+        lab.check_session_folder(out_dir)
     profile = load_profile(device)
     if profile.transport.type != "adb" or profile.runtime.name != "tflite":
         raise ChameleonError(f"an energy session measures a phone through benchmark_model; {profile.name!r} is not one")
@@ -130,7 +145,7 @@ def energy_session(
                                    runs=runs or profile.energy.runs)
     items = lab.plan_items(load_plan(plan), profile) if plan else lab.model_items(models)
     items = items[:limit] if limit else items
-    folder = out_dir or Path("energy_sessions") / f"{profile.name}-{(plan or models.name).replace('/', '_')}"
+    folder = lab.check_session_folder(out_dir or Path("energy_sessions") / f"{profile.name}-{(plan or models.name).replace('/', '_')}")
     ui = _RichSessionUI(ask=not yes and sys.stdin.isatty())
     with lab.lab_setup(profile, adb=adb, monsoon_serial=monsoon or profile.energy.monsoon_serial, demo=demo,
                        voltage_v=settings.voltage_v, ui=ui) as (runner, monitor, monitor_label):
@@ -144,6 +159,11 @@ def energy_session(
         out.print(f"{folder}: {done} of {len(manifest.items)} items measured ({len(failed)} failed); manifest.json, results.parquet, traces/")
         for item in failed:
             err.print(f"failed: {item.key}: {item.error}")
+
+
+def _check_runs_and_idle(runs: int | None, idle_s: float | None) -> None:
+    check_count("--runs", runs, MAX_RUNS, hint="ChamNet runs 1000")
+    check_number("--idle-s", idle_s, 0.0, MAX_IDLE_S, unit=" s", hint="ChamNet idles 18 s")
 
 
 class _RichSessionUI:

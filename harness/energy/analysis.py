@@ -43,6 +43,17 @@ within the idle part extrapolated to the window's centre.  It is a 1-σ figure
 for what the trace can tell; it does not cover a wrong voltage, a monitor's
 calibration, or a baseline that changes because of the workload.
 
+**Refused traces** (:class:`TraceRefused`), rather than turned into a figure
+that looks right: a sample that is not a finite number (NaN, infinity), a
+voltage whose median is not above zero, and *negative current*: the median
+current over the workload window below zero, or, when no window is found,
+the median over the whole trace.  A phone draws current from the monitor, so
+both are positive when the leads are the right way round; with them
+reversed every sample is negated, the idle looks like the "active" level and
+the analysis would report a positive energy from a meaningless window.  The
+window's median (not the idle's) decides, so a near-zero idle that a
+monitor's offset puts a hair below zero is still measured.
+
 Warnings are sentences for the user; a trace without a workload raises
 instead of returning nonsense.  Everything here is pure: no I/O.
 """
@@ -53,6 +64,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from harness.energy.bounds import MAX_RUNS, check_count, check_number
 from harness.energy.trace import Trace
 from harness.errors import ChameleonError
 
@@ -79,6 +91,14 @@ _MIN_EDGE_CONTRAST = 0.5  # a sharp edge: the smoothed current changes by this s
 
 class WindowNotFound(ChameleonError):
     """The trace shows no workload window (flat, a slow ramp, or no idle part to take the baseline from)."""
+
+
+class TraceRefused(ChameleonError):
+    """A trace no energy can honestly come from: non-finite samples, negative current, no positive voltage."""
+
+
+NEGATIVE_RULE = ("a trace is refused when the median current of its workload window (or, with no window found, "
+                 "of the whole trace) is below zero")
 
 
 @dataclass(frozen=True)
@@ -138,10 +158,30 @@ def analyze(trace: Trace, runs: int, *, idle_s: float | None = None, host_window
     ``idle_s``: the idle time the protocol asked for before the workload (18 s
     in ChamNet); the baseline is taken from it.  ``host_window``: the host's
     start and stop of the runs, in seconds of trace time, to cross-check the
-    detected window.  Raises :class:`WindowNotFound` when there is no workload.
+    detected window.  Raises :class:`WindowNotFound` when there is no workload,
+    :class:`TraceRefused` for a trace no energy can come from (see the
+    module's docstring), and :class:`~harness.energy.bounds.InvalidEnergySetting`
+    for ``runs`` or ``idle_s`` out of range.
     """
-    if runs < 1:
-        raise ValueError(f"runs must be >= 1, got {runs}")
+    # Stored rows feed recompute here too, so a corrupt results file is refused as one line, not a crash.
+    check_count("runs", runs, MAX_RUNS)
+    check_number("idle_s", idle_s, 0.0, float("inf"), unit=" s")
+    _check_samples(trace)
+    try:
+        return _analyze(trace, runs, idle_s, host_window, smooth_s, refine_s, merge_gap_s, idle_margin_s, block_s,
+                        min_step_ma, drift_warn_fraction, host_tolerance_s, host_tolerance_fraction, edge_margin_s)
+    except WindowNotFound:
+        # Reversed leads can also hide the window (the workload negated sinks into the noise): say so instead.
+        median = float(np.median(trace.current_ma))
+        if median < 0:
+            raise _negative(median, "the whole trace (no workload window was found)") from None
+        raise
+
+
+def _analyze(trace: Trace, runs: int, idle_s: float | None, host_window: tuple[float, float] | None, smooth_s: float,
+             refine_s: float, merge_gap_s: float, idle_margin_s: float, block_s: float, min_step_ma: float,
+             drift_warn_fraction: float, host_tolerance_s: float, host_tolerance_fraction: float,
+             edge_margin_s: float) -> EnergyResult:
     fs = trace.sample_rate_hz
     current, voltage, n = trace.current_ma, trace.voltage_v, trace.samples
     width = _odd(smooth_s * fs)
@@ -174,6 +214,10 @@ def analyze(trace: Trace, runs: int, *, idle_s: float | None = None, host_window
     end = float(coarse_end) if end is None else end
     if end <= start:
         raise WindowNotFound(f"no workload window: the active stretch at {coarse_start / fs:.3f} s has no length")
+
+    window_median = float(np.median(current[int(np.floor(start)):max(int(np.ceil(end)), int(np.floor(start)) + 1)]))
+    if window_median < 0:
+        raise _negative(window_median, f"the workload window ({start / fs:.3f}–{end / fs:.3f} s)")
 
     guard = fine // 2 + 2
     k0, k1 = max(0, int(np.floor(start)) - guard), min(n, int(np.ceil(end)) + guard)
@@ -222,6 +266,25 @@ def analyze(trace: Trace, runs: int, *, idle_s: float | None = None, host_window
         dropped_samples=int(trace.dropped_samples),
         warnings=tuple(warnings),
     )
+
+
+# ----------------------------------------------------------------- refusals
+def _check_samples(trace: Trace) -> None:
+    """Refuse NaN or infinite samples and a voltage that is not positive (see the module's docstring)."""
+    for name, values, unit in (("current", trace.current_ma, "mA"), ("voltage", trace.voltage_v, "V")):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise TraceRefused(f"the trace holds {int(bad.sum())} {name} sample(s) that are not finite numbers (the first, "
+                               f"{values[first]} {unit}, at {first / trace.sample_rate_hz:.4f} s); a trace must be numbers throughout")
+    if trace.samples and not float(np.median(trace.voltage_v)) > 0:
+        raise TraceRefused(f"the trace's voltage is not positive (median {float(np.median(trace.voltage_v)):.4g} V); "
+                           "the monitor's voltage channel is missing or its leads are reversed")
+
+
+def _negative(median_ma: float, where: str) -> TraceRefused:
+    return TraceRefused(f"the trace's current is negative (median {median_ma:.4g} mA over {where}): a phone draws current "
+                        f"from the monitor, so the monitor's leads are probably reversed ({NEGATIVE_RULE})")
 
 
 # ----------------------------------------------------------------- signal

@@ -30,7 +30,7 @@ from harness.energy import store
 from harness.energy.analysis import analyze
 from harness.energy.monsoon import MonsoonSource
 from harness.energy.trace import Trace
-from harness.errors import ChameleonError
+from harness.errors import ChameleonError, OutputNotWritable
 from harness.measurement import MeasurementSettings
 from harness.runners.android_tflite import TfliteBenchmarkRunner
 from harness.signature import OpSignature
@@ -127,7 +127,11 @@ class EnergySession:
         if self.manifest_path.exists():
             self.manifest = self._resume(identity.model, monitor_label, [key for key, _, _ in items])
         else:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            check_session_folder(self.folder)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputNotWritable(f"{self.folder}: cannot create the session folder ({err.strerror or err})") from None
             self.manifest = Manifest(
                 device_id=runner.profile.name, device_model=identity.model, monitor=monitor_label,
                 operator=operator or getpass.getuser(), settings=settings,
@@ -237,14 +241,39 @@ def _placeholder(item: SessionItem) -> OpSignature:
 
 
 # ------------------------------------------------------------------ set-up
+def check_session_folder(folder: Path) -> Path:
+    """Refuse, before any set-up, a session folder that cannot be one: a file, or a path through a file.
+
+    Checked first because the lab set-up (phone, monitor) takes a minute and
+    the folder is only written after it; nothing is created or touched here.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputNotWritable(f"{folder}: is a file, not a folder; --out names the session folder "
+                                "(manifest.json, results.parquet, traces/ go inside it)")
+    blocking = next((parent for parent in folder.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise OutputNotWritable(f"{folder}: {blocking} is a file, not a folder")
+    manifest = folder / "manifest.json"
+    if manifest.exists() and not manifest.is_file():
+        raise OutputNotWritable(f"{manifest}: is not a file; this folder cannot hold a session")
+    return folder
+
+
 def plan_items(plan: Any, profile: Any) -> list[tuple[str, str, Callable[[], Path]]]:
-    """One item per signature of the plan in a dtype the device takes; the model is built when its turn comes."""
+    """One item per signature of the plan in a dtype the device takes; the model is built when its turn comes.
+
+    Signatures too big for the device (its ``memory_limit_mb``) are refused here, before the set-up.
+    """
     from harness.models import tflite_models
+    from harness.profiles import check_fits_memory
 
     def model(signature: OpSignature) -> Callable[[], Path]:
         return lambda: tflite_models.tflite_model_file(signature)
 
-    return [(s.key, "signature", model(s)) for s in plan.signatures if s.dtype in profile.dtypes]
+    signatures = [s for s in plan.signatures if s.dtype in profile.dtypes]
+    check_fits_memory(profile, signatures, f"plan {plan.name}")
+    return [(s.key, "signature", model(s)) for s in signatures]
 
 
 def model_items(folder: Path) -> list[tuple[str, str, Callable[[], Path]]]:

@@ -9,11 +9,15 @@ joined by newlines into one string), how the analysis was run (``runs``,
 (device, monitor, voltage, rate, session, time), and the trace file's path
 relative to the results file, so :func:`recompute` can redo the analysis.
 
-Writes mirror the LUT's habits (:mod:`harness.lut.store`): a temporary file
-renamed over the old one, fsync'ed, under a lock (``FILE.lock``) so two
-writers do not lose each other's rows; readers see the old file or the new
-one, never half of one.  A row is unique per (device, operator or network);
-on append the newest measurement wins.
+Writes follow the LUT's discipline (:mod:`harness.lut.store`): every writer
+takes the file's lock (``FILE.lock``, :func:`harness.atomic.exclusive_lock`,
+the helper every LUT writer takes), reads the file *inside* the lock, and
+writes a temporary file renamed over the old one, fsync'ed; readers see the
+old file or the new one, never half of one, and two writers never lose each
+other's rows.  A writer here holds the lock for one read-merge-write (well
+under a second), so a second one waits its turn, up to ``LOCK_WAIT_S``, then
+refuses in one line (:class:`~harness.errors.SweepLocked`).  A row is unique
+per (device, operator or network); on append the newest measurement wins.
 
 Raw traces are ``.npz`` files (``np.savez_compressed``): the current and
 voltage arrays, the rate, the start time, dropped samples, source and
@@ -22,10 +26,12 @@ metadata (JSON), read back exactly by :func:`load_trace`.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import os
+import time
 import zipfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -36,8 +42,8 @@ import pyarrow.parquet as pq
 
 from harness.energy.analysis import ANALYSIS_DEFAULTS, RESULT_FIELDS, EnergyResult, analyze
 from harness.energy.trace import Trace
-from harness.atomic import write_atomically
-from harness.errors import ChameleonError, OutputNotWritable
+from harness.atomic import exclusive_lock, write_atomically
+from harness.errors import ChameleonError, OutputNotWritable, SweepLocked
 from harness.signature import SIGNATURE_COLUMNS, OpSignature, parse_signature
 
 ENERGY_SCHEMA_VERSION = 1
@@ -48,6 +54,11 @@ _META_VERSION = b"chameleon.energy_schema_version"
 WARNING_SEPARATOR = "\n"
 
 OPERATOR, NETWORK = "operator", "network"
+
+# One message for every writer refused by a results file's lock.
+WRITER_BUSY = "another writer (a lab session or a recompute) is writing these energy results"
+LOCK_WAIT_S = 60.0  # how long a writer waits for the lock before it refuses (each holder needs well under a second)
+_LOCK_POLL_S = 0.05
 
 
 class EnergyFileError(ChameleonError):
@@ -219,7 +230,7 @@ def validate_table(table: pa.Table, where: str) -> pa.Table:
 
 # ----------------------------------------------------------------- writing
 def write_results_atomic(table: pa.Table, path: str | Path) -> None:
-    """Write the results so that readers see either the old file or the new one."""
+    """Write the results so that readers see either the old file or the new one (the caller holds the lock)."""
     path = Path(path)
     table = validate_table(table.replace_schema_metadata(ENERGY_SCHEMA.metadata), str(path))
     _atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
@@ -233,8 +244,8 @@ def append_results(path: str | Path, rows: Iterable[dict[str, Any]]) -> pa.Table
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputNotWritable(f"{path}: cannot create folder {path.parent} ({err.strerror})") from None
-    with _locked(path):
-        old = read_results(path) if path.exists() else ENERGY_SCHEMA.empty_table()
+    with writer_lock(path):
+        old = read_results(path) if path.exists() else ENERGY_SCHEMA.empty_table()  # read inside the lock: no row lost
         merged = merge_rows(old.to_pylist() + new.to_pylist())
         table = pa.Table.from_pylist(merged, schema=ENERGY_SCHEMA)
         write_results_atomic(table, path)
@@ -255,26 +266,31 @@ def _atomic(path: Path, write) -> None:
     write_atomically(path, write)
 
 
-class _locked:
-    """An exclusive lock on ``FILE.lock`` for a read-modify-write of FILE (blocks while another holds it)."""
+@contextlib.contextmanager
+def writer_lock(path: str | Path) -> Iterator[None]:
+    """Hold the results file's ``FILE.lock`` for a read-modify-write, waiting up to ``LOCK_WAIT_S`` for it.
 
-    def __init__(self, path: Path) -> None:
-        self.lock_path = path.with_name(path.name + ".lock")
-        self.fd: int | None = None
-
-    def __enter__(self) -> "_locked":
-        try:
-            self.fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise OutputNotWritable(f"{self.lock_path}: cannot create lock file ({err.strerror})") from None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+    The lock is :func:`harness.atomic.exclusive_lock`'s, which refuses at once
+    when another holds it: the LUT's writers run for minutes, so a second one
+    must not queue behind them.  Energy writers hold it for one short
+    read-merge-write, and a session that is refused would lose an item it
+    just spent a minute measuring, so here the refusal is retried until the
+    deadline; a holder that keeps it longer is stuck, and the writer refuses.
+    """
+    path = Path(path)
+    deadline = time.monotonic() + LOCK_WAIT_S
+    with contextlib.ExitStack() as held:
+        while True:
+            try:
+                held.enter_context(exclusive_lock(path, WRITER_BUSY))
+                break
+            except SweepLocked as busy:
+                if time.monotonic() >= deadline:
+                    raise SweepLocked(f"{busy}; still held after {LOCK_WAIT_S:g} s") from None
+                time.sleep(_LOCK_POLL_S)
+            except OSError as err:  # the lock file cannot be created: a read-only folder, say
+                raise OutputNotWritable(f"{path}: cannot take the lock {path.name}.lock ({err.strerror or err})") from None
+        yield
 
 
 # ----------------------------------------------------------------- traces
@@ -354,6 +370,12 @@ def recompute(results_path: str | Path, *, write: bool = True, **analysis_overri
     ``host_window`` among them replace the row's).  Rows without a trace file
     are kept as they are and not returned.  Returns the recomputed rows, each
     with ``previous_energy_per_run_mj`` added.
+
+    The analyses run outside the file's lock (they take seconds per row, and
+    a lab session appending meanwhile must not wait that long); the file is
+    then read again inside the lock and each recomputed row replaces its row
+    only when that row is still the one analysed.  A row appended or measured
+    again meanwhile keeps its newer figures, and is not returned.
     """
     results_path = Path(results_path)
     overrides = dict(analysis_overrides)
@@ -362,35 +384,61 @@ def recompute(results_path: str | Path, *, write: bool = True, **analysis_overri
     unknown = set(overrides) - set(ANALYSIS_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown analysis setting(s) {', '.join(sorted(unknown))} (known: {', '.join(ANALYSIS_DEFAULTS)})")
-    with _locked(results_path) if write else _nolock():
-        rows = read_results(results_path).to_pylist()
+    computed: dict[tuple, tuple[tuple, dict[str, Any]]] = {}
+    for row in read_results(results_path).to_pylist():
+        if row["trace_file"]:
+            new = _recomputed(results_path, row, overrides, idle_override, host_override)
+            computed[row_key(row)] = (_analysed_as(row), {**new, "previous_energy_per_run_mj": row["energy_per_run_mj"]})
+    if not write:
+        return [new for _, new in computed.values()]
+    with writer_lock(results_path):
         updated, changed = [], []
-        for row in rows:
-            if not row["trace_file"]:
-                updated.append(row)
-                continue
-            trace = load_trace(results_path.parent / row["trace_file"])
-            settings = {**ANALYSIS_DEFAULTS, **json.loads(row["analysis"]), **overrides}
-            idle_s = row["idle_s"] if idle_override is _UNSET else idle_override
-            if host_override is _UNSET:
-                host = None if row["host_start_s"] is None else (row["host_start_s"], row["host_end_s"])
+        for row in read_results(results_path).to_pylist():  # inside the lock: what the file holds now
+            basis, new = computed.get(row_key(row), (None, None))
+            if basis is not None and basis == _analysed_as(row):
+                updated.append({name: new[name] for name in ENERGY_COLUMNS})
+                changed.append(new)
             else:
-                host = host_override
-            try:
-                result = analyze(trace, row["runs"], idle_s=idle_s, host_window=host, **settings)
-            except ChameleonError as err:
-                raise type(err)(f"{results_path} row {row_key(row)[2]}: {err}") from None
-            new = dict(row)
-            new.update({name: getattr(result, name) for name in RESULT_FIELDS})
-            new["warnings"] = WARNING_SEPARATOR.join(result.warnings)
-            new.update(idle_s=idle_s, host_start_s=None if host is None else float(host[0]),
-                       host_end_s=None if host is None else float(host[1]),
-                       analysis=json.dumps(settings, sort_keys=True), sample_rate_hz=float(trace.sample_rate_hz))
-            updated.append(new)
-            changed.append({**new, "previous_energy_per_run_mj": row["energy_per_run_mj"]})
-        if write:
-            write_results_atomic(pa.Table.from_pylist(updated, schema=ENERGY_SCHEMA), results_path)
+                updated.append(row)
+        write_results_atomic(pa.Table.from_pylist(updated, schema=ENERGY_SCHEMA), results_path)
     return changed
+
+
+def _analysed_as(row: dict[str, Any]) -> tuple:
+    """What a recomputed figure depends on: the same measurement, trace and settings."""
+    return tuple(row[name] for name in ("measured_at", "session_id", "trace_file", "runs", "idle_s", "host_start_s",
+                                        "host_end_s", "analysis"))
+
+
+def _recomputed(results_path: Path, row: dict[str, Any], overrides: dict[str, Any], idle_override: Any,
+                host_override: Any) -> dict[str, Any]:
+    """``row`` with the figures of a fresh analysis of its trace."""
+    where = f"{results_path} row {row_key(row)[2]}"
+    trace = load_trace(results_path.parent / row["trace_file"])
+    try:
+        stored = json.loads(row["analysis"])
+    except ValueError:
+        stored = None
+    if not isinstance(stored, dict) or set(stored) - set(ANALYSIS_DEFAULTS):
+        raise EnergyFileError(f"{where}: its analysis settings are not a JSON object of known settings "
+                              f"({', '.join(ANALYSIS_DEFAULTS)})")
+    settings = {**ANALYSIS_DEFAULTS, **stored, **overrides}
+    idle_s = row["idle_s"] if idle_override is _UNSET else idle_override
+    if host_override is _UNSET:
+        host = None if row["host_start_s"] is None else (row["host_start_s"], row["host_end_s"])
+    else:
+        host = host_override
+    try:
+        result = analyze(trace, row["runs"], idle_s=idle_s, host_window=host, **settings)
+    except ChameleonError as err:
+        raise type(err)(f"{where}: {err}") from None
+    new = dict(row)
+    new.update({name: getattr(result, name) for name in RESULT_FIELDS})
+    new["warnings"] = WARNING_SEPARATOR.join(result.warnings)
+    new.update(idle_s=idle_s, host_start_s=None if host is None else float(host[0]),
+               host_end_s=None if host is None else float(host[1]),
+               analysis=json.dumps(settings, sort_keys=True), sample_rate_hz=float(trace.sample_rate_hz))
+    return new
 
 
 class _Unset:
@@ -398,14 +446,6 @@ class _Unset:
 
 
 _UNSET = _Unset()
-
-
-class _nolock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def relative_trace_path(results_path: str | Path, trace_path: str | Path) -> str:

@@ -30,8 +30,8 @@ class Trace:
         voltage = np.asarray(self.voltage_v, dtype=np.float64)
         if current.ndim != 1 or voltage.shape != current.shape:
             raise ValueError(f"current and voltage must be 1-D of one length, got {current.shape} and {voltage.shape}")
-        if not self.sample_rate_hz > 0:
-            raise ValueError(f"sample rate must be > 0, got {self.sample_rate_hz}")
+        if not (np.isfinite(self.sample_rate_hz) and self.sample_rate_hz > 0):  # NaN passes `> 0`'s negation
+            raise ValueError(f"sample rate must be a finite number > 0, got {self.sample_rate_hz}")
         object.__setattr__(self, "current_ma", current)
         object.__setattr__(self, "voltage_v", voltage)
 

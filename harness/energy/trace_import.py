@@ -29,8 +29,10 @@ one :class:`TraceFormatError` line naming the file.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,11 +82,11 @@ def read_trace(path: str | Path, sample_rate_hz: float | None = None, *, voltage
     voltage to assume when the file has no voltage column.
     """
     path = Path(path)
-    if sample_rate_hz is not None and not sample_rate_hz > 0:
-        raise TraceFormatError(f"{path}: sample rate must be > 0 Hz, got {sample_rate_hz}")
+    if sample_rate_hz is not None and not (math.isfinite(sample_rate_hz) and sample_rate_hz > 0):
+        raise TraceFormatError(f"{path}: sample rate must be a finite number > 0 Hz, got {sample_rate_hz}")
     text = _read_text(path)
     header_index, header = _header_line(text, path)
-    names = next(csv.reader([header]))
+    names = _header_cells(path, header)
     layout = _detect(path, header, names)
     table = _parse_numbers(path, text, header_index, layout)
     if table.shape[0] < 2:
@@ -127,10 +129,22 @@ def _read_text(path: Path) -> str:
         raise TraceFormatError(f"{path}: no such file")
     if path.is_dir():
         raise TraceFormatError(f"{path}: is a folder, not a trace file")
+    if not path.is_file():  # a pipe or a device: reading it could block for ever
+        raise TraceFormatError(f"{path}: not a regular file; a trace is a CSV file")
     try:
         data = path.read_bytes()
     except OSError as err:
         raise TraceFormatError(f"{path}: cannot read ({err.strerror or err})") from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # a CSV saved as "Unicode text" (Windows)
+        try:
+            data = data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            raise TraceFormatError(f"{path}: starts as UTF-16 text but does not decode as UTF-16; {EXPECTED_FORMATS}") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:  # no CSV holds NUL bytes; without this, binary reads as a header of control characters
+        raise TraceFormatError(f"{path}: binary data (a NUL byte at byte {nul}), not a CSV text file; {EXPECTED_FORMATS}")
+    # Other bytes that are not UTF-8 (a Latin-1 export, say) become U+FFFD: the header and the numbers are
+    # ASCII in every format, so such bytes can only sit where a number should be, and are named there.
     text = data.decode("utf-8-sig", errors="replace")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -144,6 +158,13 @@ def _header_line(text: str, path: Path) -> tuple[int, str]:
         if line.strip():
             return index, line.strip()
     raise TraceFormatError(f"{path}: empty file; {EXPECTED_FORMATS}")  # pragma: no cover (text.strip() checked)
+
+
+def _header_cells(path: Path, header: str) -> list[str]:
+    try:
+        return next(csv.reader([header]))
+    except csv.Error as err:  # a field over the csv module's size limit: not a header at all
+        raise TraceFormatError(f"{path}: unrecognised trace header ({err}); {EXPECTED_FORMATS}") from None
 
 
 def _norm(name: str) -> str:
@@ -210,19 +231,24 @@ def _line_of(body: str, row: int, header_index: int) -> int:
 
 
 def _report_bad_cell(path: Path, body: str, header_index: int, layout: _Layout, used: list[int]) -> None:
-    """Find the first bad line (slow path, only on error) and raise naming it."""
-    for offset, cells in enumerate(csv.reader(io.StringIO(body))):
-        if not cells or not "".join(cells).strip():
-            continue
-        line = header_index + 2 + offset
-        if len(cells) <= max(used):
-            raise TraceFormatError(f"{path}: line {line} has {len(cells)} cell(s), but the header has {len(layout.names)}")
-        for col in used:
-            try:
-                float(cells[col])
-            except ValueError:
-                raise TraceFormatError(
-                    f"{path}: line {line}: {cells[col].strip()!r} in column {layout.names[col].strip()!r} is not a number") from None
+    """Find the first bad line (slow path, only on error) and raise naming it; returns when it cannot tell."""
+    try:
+        for offset, cells in enumerate(csv.reader(io.StringIO(body))):
+            if not cells or not "".join(cells).strip():
+                continue
+            line = header_index + 2 + offset
+            if len(cells) <= max(used):
+                raise TraceFormatError(f"{path}: line {line} has {len(cells)} cell(s), but the header has {len(layout.names)}")
+            for col in used:
+                try:
+                    float(cells[col])
+                except ValueError:
+                    cell = cells[col].strip()
+                    shown = cell if len(cell) <= 40 else cell[:37] + "..."  # name the cell, not a megabyte of it
+                    raise TraceFormatError(
+                        f"{path}: line {line}: {shown!r} in column {layout.names[col].strip()!r} is not a number") from None
+    except csv.Error:  # a cell over the csv module's size limit: the caller's general line says enough
+        return
 
 
 def _current_and_voltage(path: Path, table: np.ndarray, layout: _Layout, voltage_v: float | None,
