@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from harness import paths
-from harness.errors import InvalidPlan, InvalidSignature
+from harness.errors import ChameleonError, InvalidPlan, InvalidSignature
 from harness.textfiles import UnreadableText, read_utf8
 from harness.signature import CONV2D, DTYPES, FC, GLOBAL_AVGPOOL, INVERTED_RESIDUAL, KINDS, POINTWISE_CONV, OpSignature, make_signature, parse_signature
 
@@ -99,6 +99,57 @@ def count_by_kind(plan: Plan) -> dict[str, int]:
     """How many signatures of each kind the plan holds (kinds present, in KINDS order)."""
     counts = Counter(sig.kind for sig in plan.signatures)
     return {kind: counts[kind] for kind in KINDS if counts[kind]}
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """What ``bench plans`` lists of a plan: its size by kind, without its signatures."""
+
+    name: str
+    description: str
+    source: Path
+    signatures: int
+    by_kind: dict[str, int]
+
+
+def summarize_plan(name_or_path: str | Path, plans_dir: Path | None = None) -> PlanSummary:
+    """A plan's size by kind, cached by the plan file's content (``$CHAMELEON_CACHE/plan-summaries.json``).
+
+    Expanding the chamnet-mobile plan builds 82,954 validated signatures (seconds); listing the
+    plans should not.  The cache key is the file's bytes and the harness version, so an edited plan
+    or a new vocabulary is expanded again.
+    """
+    import hashlib
+    import json
+
+    from harness import __version__
+    from harness.atomic import write_text_atomically
+
+    folder = Path(plans_dir) if plans_dir is not None else paths.plans_dir()
+    path = _resolve(name_or_path, folder)
+    try:
+        key = hashlib.sha256(path.read_bytes() + __version__.encode()).hexdigest()
+    except OSError:
+        key = None  # unreadable: load_plan below says why in one line
+    cache = paths.cache_dir() / "plan-summaries.json"
+    try:
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+    except (OSError, ValueError):
+        known = {}
+    if key is not None and key in known:
+        entry = known[key]
+        return PlanSummary(entry["name"], entry["description"], path.resolve(), entry["signatures"], entry["by_kind"])
+    plan = load_plan(name_or_path, plans_dir)
+    summary = PlanSummary(plan.name, plan.description, plan.source, len(plan.signatures), count_by_kind(plan))
+    if key is not None:
+        known[key] = {"name": summary.name, "description": summary.description, "signatures": summary.signatures,
+                      "by_kind": summary.by_kind}
+        try:  # a cache that cannot be written only costs the next listing its seconds
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(cache, json.dumps(known, indent=1) + "\n")
+        except (OSError, ChameleonError):
+            pass
+    return summary
 
 
 # ------------------------------------------------------------------- locating

@@ -60,7 +60,11 @@ def plot_latency_vs_macs(table: pa.Table, path: str | Path, title: str = "") -> 
     ax.set_yscale("log")
     ax.set_xlabel("MACs per forward pass")
     ax.set_ylabel("median latency (µs)")
-    ax.set_title(title or "LUT entries: latency against work")
+    title = title or "LUT entries: latency against work"
+    if any("loopback" in str(model).lower() for model in table.column("device_model").to_pylist()):
+        # Measured through the loopback ADB device: this host's CPU standing for a phone, never a phone's figures.
+        title += "\nSIMULATED: loopback ADB device (this host's CPU, not a phone)"
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     return save_figure(fig, path)

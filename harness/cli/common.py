@@ -28,6 +28,25 @@ DEBUG_VARIABLE = "CHAMELEON_DEBUG"
 _json_documents_emitted = 0
 
 
+def _flags_without_a_type() -> None:
+    """Typer 0.29 prints ``<bool>`` after every flag in help (``--json <bool>``, its own ``--help <bool>``),
+    which reads as if the flag took a value; a flag's help shows no type here."""
+    from typer import core
+
+    if getattr(core.TyperOption, "_chameleon_flags_untyped", False):
+        return
+    shown = core.TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    core.TyperOption.display_type_rich = display_type_rich
+    core.TyperOption._chameleon_flags_untyped = True
+
+
+_flags_without_a_type()
+
+
 def emit_json(document: Any) -> None:
     """Print exactly one strict JSON document on stdout (for --json): a NaN or infinity becomes null."""
     global _json_documents_emitted

@@ -18,7 +18,7 @@ from rich.table import Table
 from harness.cli.common import emit_json, stdout
 from harness.cli.options import JsonOption
 from harness.errors import ChameleonError
-from harness.plans import available_plans, count_by_kind, load_plan
+from harness.plans import available_plans, summarize_plan
 from harness.profiles import load_all_profiles
 
 out = stdout
@@ -103,13 +103,18 @@ def devices(as_json: bool = JsonOption) -> None:
     if as_json:
         emit_json({"devices": records})
         return
+    # Fits 80 columns: the figures in a table, each description on its own line below it.
     table = Table(title="Device profiles")
-    for column in ("name", "transport", "runtime", "provider", "threads", "affinity", "dtypes", "energy", "description"):
-        table.add_column(column)
+    short = {"onnxruntime": "ort", "onnxruntime_perf_test": "ort perf"}
+    for column in ("name", "via", "runtime", "threads@cores", "dtypes", "energy", "MB"):
+        table.add_column(column, no_wrap=column not in ("dtypes", "runtime"))
     for r in records:
-        table.add_row(r["name"], r["transport"], r["runtime"], r["provider"], str(r["threads"]), r["affinity"],
-                      ",".join(r["dtypes"]), r["energy"], r["description"])
+        runtime = short.get(r["runtime"], r["runtime"]) + ("" if r["provider"] in ("cpu", "none") else f" {r['provider']}")
+        table.add_row(r["name"], r["transport"], runtime, f"{r['threads']}@{r['affinity']}", " ".join(r["dtypes"]),
+                      r["energy"], f"{r['memory_limit_mb']:g}")
     out.print(table)
+    for r in records:
+        out.print(f"[bold]{r['name']}[/]: {r['description']}", soft_wrap=False)
 
 
 # ----------------------------------------------------------------- plans
@@ -117,8 +122,8 @@ def plans(as_json: bool = JsonOption) -> None:
     """List the built-in sweep plans with their signature counts."""
     records = []
     for name in available_plans():
-        plan = load_plan(name)
-        records.append({"name": name, "signatures": len(plan.signatures), "by_kind": count_by_kind(plan),
+        plan = summarize_plan(name)  # cached by the file's content: listing never expands 82,954 signatures twice
+        records.append({"name": name, "signatures": plan.signatures, "by_kind": plan.by_kind,
                         "description": plan.description, "file": str(plan.source)})
     if as_json:
         emit_json({"plans": records})

@@ -175,7 +175,8 @@ def transport_for(profile: DeviceProfile) -> AdbTransport:
     spec = profile.transport
     if not spec.address and not spec.serial:
         raise DeviceUnavailable(
-            f"device {profile.name!r}: its profile names no ADB serial or address; pass --adb HOST:PORT or --adb SERIAL"
+            f"device {profile.name!r}: its profile names no ADB serial or address; pass --adb HOST:PORT or --adb SERIAL "
+            f"(no phone at hand: `bench fake-device` serves a loopback stand-in, then --adb 127.0.0.1:5555)"
         )
     return AdbTransport(address=spec.address, serial=spec.serial, connect_timeout_s=spec.connect_timeout_s)
 

@@ -7,7 +7,8 @@ and are added here as top-level commands of the same app, in this order:
 * :mod:`optimizer.cli.predictors`: ``build-predictor``, ``estimate``;
 * :mod:`optimizer.cli.pipeline`: ``pipeline`` (the main job);
 * :mod:`optimizer.cli.crossdevice`: ``latency-table``, ``monotonicity``, ``proxy-reuse``, ``adapt-proxy``;
-* :mod:`optimizer.cli.netadapt`: ``netadapt``, ``layer-lut``.
+* :mod:`optimizer.cli.netadapt`: ``netadapt``, ``layer-lut``;
+* :mod:`optimizer.cli.spaces`: ``space-plan``.
 
 Command modules import neither this module nor each other.  Every library is imported inside the
 command that uses it, so ``optimize --help`` loads no runtime, training library or Parquet reader.
@@ -23,7 +24,7 @@ import typer
 from harness.cli.options import SEED_MAX
 from harness.cli.common import emit_json, run_app, stdout
 from harness.errors import ChameleonError
-from optimizer.cli import crossdevice, netadapt, pipeline, predictors
+from optimizer.cli import crossdevice, netadapt, pipeline, predictors, spaces
 
 app = typer.Typer(
     help="Predict and optimise networks from device LUTs.",
@@ -31,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _group in (predictors, pipeline, crossdevice, netadapt):
+for _group in (predictors, pipeline, crossdevice, netadapt, spaces):
     _group.register(app)
 
 
@@ -42,11 +43,11 @@ def main() -> None:
 @app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
-    lut: Optional[Path] = typer.Option(None, "--lut", help="The target device's LUT (Parquet)."),
-    space_name: str = typer.Option("chamnet-mobile", "--space", help="Search space: chamnet-mobile or chamnet-res."),
-    latency: Optional[str] = typer.Option(None, "--latency", help="Latency budget(s): 20ms, or 4,6,10,15,20,30ms for a frontier."),
+    lut: Optional[Path] = typer.Option(None, "--lut", help="The target device's LUT (Parquet). Alone, it is enough: the rest is inferred."),
+    space_name: Optional[str] = typer.Option(None, "--space", help="Search space: chamnet-mobile, chamnet-mobile-mini or chamnet-res (default: the one whose every operator the LUT holds)."),
+    latency: Optional[str] = typer.Option(None, "--latency", help="Latency budget(s): 20ms, or 4,6,10,15,20,30ms for a frontier (default: a frontier across the space's latency range on this LUT)."),
     energy: Optional[str] = typer.Option(None, "--energy", help="Energy budget, e.g. 30mJ (needs --energy-model)."),
-    accuracy_file: Optional[Path] = typer.Option(None, "--accuracy", help="Accuracy observations (Parquet/CSV: genes + accuracy) or a saved predictor (.json)."),
+    accuracy_file: Optional[Path] = typer.Option(None, "--accuracy", help="Accuracy observations (Parquet/CSV: genes + accuracy) or a saved predictor (.json) (default: the space's predictor beside the LUT, in the cache, or shipped)."),
     energy_file: Optional[Path] = typer.Option(None, "--energy-model", help="Energy observations (genes + energy_mj) or a saved predictor."),
     interpolate: bool = typer.Option(False, "--interpolate", help="Estimate units missing from the LUT (flagged) instead of failing."),
     correction: Optional[Path] = typer.Option(None, "--correction", help="A network correction of this LUT (JSON, fitted on measured networks: the main job's network_correction.json)."),
@@ -55,38 +56,53 @@ def _root(
     generations: int = typer.Option(100, "--generations", min=1, max=100_000, help="EES generations (ChamNet: 100)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
-    """Search the best architecture of a space under a latency (and energy) budget on one device."""
+    """Search the best architecture of a space under latency (and energy) budgets on one device: `optimize --lut LUT`."""
     if ctx.invoked_subcommand is not None:
         return
-    if lut is None or latency is None or accuracy_file is None:
-        # A bare `optimize` prints its help (no_args_is_help); options without a search are a mistake.
-        missing = ", ".join(name for name, value in (("--lut", lut), ("--latency", latency), ("--accuracy", accuracy_file))
-                            if value is None)
-        raise ChameleonError(f"a search needs --lut, --latency and --accuracy; missing {missing} (see 'optimize --help')")
+    if lut is None:  # a bare `optimize` prints its help (no_args_is_help); options without a LUT are a mistake
+        raise ChameleonError("a search needs --lut (the device's LUT); see 'optimize --help'")
+    from harness.output_paths import prepare_output_folder
     from optimizer.accuracy.builders import load_predictor
+    from optimizer.latency.lut_model import LutLatencyModel
+    from harness.cli.common import stderr
+    from optimizer.search.defaults import default_budgets, find_accuracy_predictor, infer_space, predictor_warnings
     from optimizer.search.frontier import baseline_points, load_latency, parse_budgets, plot_frontier, search_budgets, write_result
     from optimizer.spaces import get_space
 
-    space = get_space(space_name)
-    budgets = parse_budgets(latency, "ms")
+    budgets = parse_budgets(latency, "ms") if latency is not None else None
     energy_budget = None
     if energy is not None:
         if energy_file is None:
             raise ChameleonError("--energy needs --energy-model (energy observations or a saved energy predictor)")
         energy_budget = parse_budgets(energy, "mj")[0]
+    out_dir = prepare_output_folder(out_dir, "--out")
+    if space_name is None:
+        space_name = infer_space(LutLatencyModel.from_file(lut).median_us, str(lut))
+    space = get_space(space_name)
     latency_model = load_latency(lut, space, interpolate, correction)
-    accuracy_model = load_predictor(accuracy_file, space, target="accuracy", seed=seed)
+    if accuracy_file is not None:
+        accuracy_model, accuracy_source = load_predictor(accuracy_file, space, target="accuracy", seed=seed), str(accuracy_file)
+    else:
+        accuracy_model, found = find_accuracy_predictor(space, lut, seed=seed)
+        accuracy_source = f"{found.path} ({found.source})"
+    warnings = predictor_warnings(accuracy_model, space)
+    for warning in warnings:
+        stderr.print(f"warning: {warning}", markup=False, soft_wrap=True)
+    budget_source = "given"
+    if budgets is None:
+        budgets = default_budgets(space, latency_model, seed=seed)
+        budget_source = "quantiles of the space's predicted latency on this LUT"
     energy_model = load_predictor(energy_file, space, target="energy_mj", seed=seed) if energy_file else None
     choices = search_budgets(space, latency_model, accuracy_model, budgets, energy=energy_model,
                              energy_budget_mj=energy_budget, seed=seed, generations=generations)
-    out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for choice in choices:
         record = choice.to_json(space)
         record["onnx"] = str(space.export_onnx(choice.genes, out_dir / f"{space.name}-{choice.budget_ms:g}ms.onnx"))
         results.append(record)
-    document = {"space": space.name, "lut": str(lut), "device": latency_model.lut.device, "seed": seed, "choices": results,
-                "interpolated_signatures": list(latency_model.interpolated_keys)}
+    document = {"space": space.name, "lut": str(lut), "device": latency_model.lut.device, "seed": seed,
+                "accuracy_predictor": accuracy_source, "warnings": warnings, "budgets_ms": budgets, "budget_source": budget_source,
+                "choices": results, "interpolated_signatures": list(latency_model.interpolated_keys)}
     points = baseline_points(space, latency_model, accuracy_model)
     document["baselines"] = points
     document["frontier_png"] = str(plot_frontier(choices, points, out_dir / "frontier.png",
@@ -99,23 +115,35 @@ def _root(
 
 
 def _print_choices(space, choices, document) -> None:
-    """One column per budget, one row per gene and figure (a network has more genes than a terminal has columns)."""
+    """One column per network, one row per gene and figure (a network has more genes than a terminal has columns).
+
+    Budgets that picked the same network share its column, their budgets listed in its header, so the
+    table never shows one network twice as if it were two.
+    """
     from rich.table import Table
 
+    columns: dict[tuple[int, ...], list] = {}
+    for c in choices:
+        columns.setdefault(tuple(int(v) for v in c.genes), []).append(c)
+    picks = [group[0] for group in columns.values()]
     table = Table(title=f"{space.name} on {document['device']} (predicted)")
     table.add_column("", style="bold")
-    for c in choices:
-        table.add_column(f"≤ {c.budget_ms:g} ms", justify="right")
+    for group in columns.values():
+        table.add_column("≤ " + ", ".join(f"{c.budget_ms:g}" for c in group) + " ms", justify="right")
     for i, name in enumerate(space.gene_names):
-        table.add_row(name, *[str(int(c.genes[i])) for c in choices])
-    table.add_row("accuracy", *[f"{c.accuracy:.4f}" for c in choices])
-    table.add_row("latency ms", *[f"{c.latency_ms:.2f}{'*' if c.interpolated else ''}" for c in choices])
-    if any(c.energy_mj is not None for c in choices):
-        table.add_row("energy mJ", *["-" if c.energy_mj is None else f"{c.energy_mj:.2f}" for c in choices])
-    table.add_row("MMACs", *[f"{c.macs / 1e6:.0f}" for c in choices])
-    table.add_row("best baseline", *[(c.best_baseline or "-").replace("mobilenetv2-", "mbv2-") for c in choices])
-    table.add_row("its accuracy", *["-" if c.best_baseline_accuracy is None else f"{c.best_baseline_accuracy:.4f}" for c in choices])
+        table.add_row(name, *[str(int(c.genes[i])) for c in picks])
+    table.add_row("accuracy", *[f"{c.accuracy:.4f}" for c in picks])
+    table.add_row("latency ms", *[f"{c.latency_ms:.3f}{'*' if c.interpolated else ''}" for c in picks])
+    if any(c.energy_mj is not None for c in picks):
+        table.add_row("energy mJ", *["-" if c.energy_mj is None else f"{c.energy_mj:.2f}" for c in picks])
+    table.add_row("MMACs", *[f"{c.macs / 1e6:.1f}" for c in picks])
+    table.add_row("best baseline", *[(c.best_baseline or "-").replace("mobilenetv2-", "mbv2-") for c in picks])
+    table.add_row("its accuracy", *["-" if c.best_baseline_accuracy is None else f"{c.best_baseline_accuracy:.4f}" for c in picks])
     stdout.print(table)
+    if len(picks) < len(choices):
+        stdout.print(f"{len(choices)} budgets picked {len(picks)} distinct networks (a budget's pick fits every looser budget; "
+                     "a looser one found nothing better)")
     if document["interpolated_signatures"]:
         stdout.print(f"* latency includes {len(document['interpolated_signatures'])} LUT entries interpolated from measured ones (--interpolate)")
+    stdout.print(f"budgets: {document['budget_source']}; accuracy predictor: {document['accuracy_predictor']}")
     stdout.print(f"wrote {document['result_json']}, {len(choices)} ONNX export(s), {document.get('frontier_png', '')}")

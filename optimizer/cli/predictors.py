@@ -20,7 +20,7 @@ from harness.errors import ChameleonError, InvalidSignature, OutputNotWritable
 def build_predictor(
     observations: Optional[Path] = typer.Option(None, "--observations", help="Parquet/CSV: one column per gene + the target. With --data: where trainings are appended (default: next to --out)."),
     data: Optional[str] = typer.Option(None, "--data", help="Train for real on this data set: 'digits', 'mnist-5k', 'glyphs' (built in) or an ImageFolder-style folder (one sub-folder per class)."),
-    space_name: str = typer.Option("chamnet-mobile", "--space"),
+    space_name: str = typer.Option("chamnet-mobile", "--space", help="The search space whose architectures are trained or observed."),
     target: str = typer.Option("accuracy", "--target", help="accuracy (Algorithm 1) or energy_mj (exploration only; not with --data)."),
     out: Path = typer.Option(..., "--out", help="Where to save the predictor (JSON)."),
     budget: int = typer.Option(240, "--budget", min=2, max=100_000, help="Samples Algorithm 1 may train (ChamNet: 240)."),
@@ -28,6 +28,7 @@ def build_predictor(
     p: int = typer.Option(20, "--p", min=0, max=10_000, help="Exploration samples per round (largest predictive std)."),
     q: int = typer.Option(20, "--q", min=0, max=10_000, help="Exploitation samples per round (largest predicted accuracy / MACs)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=10_000, help="Training epochs per architecture (with --data; default: TrainingSettings')."),
+    resolution_scale: float = typer.Option(1.0, "--resolution-scale", min=0.01, max=1.0, help="Train each network at this fraction of its resolution (with --data): a proxy recipe for spaces too costly to train here at full size."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Parallel training processes (with --data; default: the cores)."),
     pool_size: int = typer.Option(2048, "--pool", min=2, max=1_000_000, help="Sobol pool of candidate architectures (with --data; ChamNet: 2048)."),
     checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder keeping every trained network's weights (with --data)."),
@@ -47,7 +48,8 @@ def build_predictor(
                                                      initial=initial, p=p, q=q)
         predictor.save(out)
         report = {"out": str(out), "space": space.name, "target": target, "samples": int(len(predictor.y_train_)),
-                  "loo_mse": float(predictor.loo_mse()), "rounds": len(history.rounds), "stop_reason": history.stop_reason}
+                  "loo_mse": float(predictor.loo_mse()), "rounds": len(history.rounds), "stop_reason": history.stop_reason,
+                  "cached_as": _remember(predictor, space.name, target)}
         if as_json:
             emit_json(report)
         else:
@@ -55,11 +57,11 @@ def build_predictor(
                          f"LOO MSE {report['loo_mse']:.3g}")
         return
     _build_predictor_by_training(space, data, observations, out, target, budget, initial, p, q, epochs, workers,
-                                 pool_size, checkpoints, seed, as_json)
+                                 pool_size, checkpoints, seed, as_json, resolution_scale)
 
 
 def _build_predictor_by_training(space, data, observations, out, target, budget, initial, p, q, epochs, workers,
-                                 pool_size, checkpoints, seed, as_json) -> None:
+                                 pool_size, checkpoints, seed, as_json, resolution_scale=1.0) -> None:
     from dataclasses import asdict, replace
 
     from harness.cli.common import stderr
@@ -75,7 +77,9 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as problem:
         raise OutputNotWritable(f"{out.parent}: cannot create the output folder ({problem.strerror or problem})") from None
-    settings = TrainingSettings() if epochs is None else replace(TrainingSettings(), epochs=epochs)
+    settings = replace(TrainingSettings(), resolution_scale=resolution_scale)
+    if epochs is not None:
+        settings = replace(settings, epochs=epochs)
 
     def on_round(record, predictor) -> None:
         stderr.print(f"round {record.round}: {record.n_samples} trained, LOO MSE {record.loo_mse:.3g}", soft_wrap=True)
@@ -87,6 +91,7 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
             space, data, observations, settings=settings, pool_size=pool_size, initial=initial, p=p, q=q,
             budget=budget, seed=seed, workers=workers, checkpoints=checkpoints, on_round=on_round)
     predictor.save(out)
+    cached_as = _remember(predictor, space.name, "accuracy")
     best = int(predictor.y_train_.argmax())
     report = {
         "out": str(out), "space": space.name, "target": "accuracy", "data": str(data),
@@ -99,6 +104,7 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
         "rounds": [{"round": r.round, "samples": r.n_samples, "loo_mse": r.loo_mse} for r in history.rounds],
         "best_observed": {"genes": dict(zip(space.gene_names, map(int, predictor.X_train_[best]))),
                           "accuracy": float(predictor.y_train_[best])},
+        "cached_as": cached_as,
     }
     if as_json:
         emit_json(report)
@@ -107,6 +113,16 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
                      f"({report['trained']} trained now, {report['reused']} reused from {observations}) in "
                      f"{len(history.rounds)} rounds, LOO MSE {report['loo_mse']:.3g}; best observed accuracy "
                      f"{report['best_observed']['accuracy']:.4f}")
+
+
+def _remember(predictor, space_name: str, target: str) -> Optional[str]:
+    """An accuracy predictor also becomes the space's predictor in the cache, where `optimize --lut` finds it."""
+    if target != "accuracy":
+        return None
+    from optimizer.search.defaults import remember_predictor
+
+    path = remember_predictor(predictor, space_name)
+    return None if path is None else str(path)
 
 
 def estimate(

@@ -78,7 +78,7 @@ def train_architecture(space_name: str, genes: Sequence[int] | np.ndarray, datas
     x = space._vector(np.asarray(genes))  # a point of the space, or InvalidArchitecture
     data = dataset_spec if isinstance(dataset_spec, ImageDataset) else load_dataset(dataset_spec)
     check_dataset_fits(space, data)
-    resolution = space.resolution(x)
+    resolution = settings.training_resolution(space.resolution(x))
     started = time.perf_counter()
     with _deterministic(threads=1):
         torch.manual_seed(settings.seed)
