@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import __version__ as harness_version
+from harness.contention import ContentionProbe, ContentionReport
 from harness.lut import store as lut_store
 from harness.errors import LutFileError
 from harness.measurement import Measurement, MeasurementSettings, measure_prepared
@@ -51,6 +52,8 @@ class SweepResult:
     failures: tuple[str, ...] = ()
     # Part files of an earlier run that could not be read: kept on disk for inspection, their rows not in the LUT.
     unreadable_parts: tuple[str, ...] = ()
+    # How contended this host was during the timed runs, and whether the figures can be trusted.
+    contention: ContentionReport | None = None
 
     @property
     def remaining(self) -> int:
@@ -63,6 +66,7 @@ class SweepResult:
         data["failed"] = len(self.failures)
         data["failures"] = list(self.failures)
         data["unreadable_parts"] = list(self.unreadable_parts)
+        data["contention"] = None if self.contention is None else self.contention.to_json()
         return data
 
 
@@ -138,6 +142,9 @@ def run_sweep(
     interrupted = False
     try:
         identity = runner.identity
+        # Every batch of timed runs is watched: the CPU share of the measuring thread, steal, load.
+        probe = ContentionProbe.for_profile(profile)
+        prepare = probe.watching(runner.prepare)
         session_id = lut_store.new_session_id()
         with lut_store.LutWriter(out) as writer:
             existing = lut_store.read_with_parts(out)
@@ -152,7 +159,7 @@ def run_sweep(
             try:
                 for start in range(0, len(todo), settings.interleave_group):
                     group = todo[start:start + settings.interleave_group]
-                    for signature, measurement in zip(group, measure_prepared(group, runner.prepare, settings)):
+                    for signature, measurement in zip(group, measure_prepared(group, prepare, settings)):
                         timed_us += measurement.timed_total_us
                         try:
                             writer.add(make_row(signature, measurement, identity, profile.name, profile.runtime.threads, session_id))
@@ -186,4 +193,5 @@ def run_sweep(
         overhead_us=None if overhead is None else overhead["median_us"],
         failures=tuple(failures),
         unreadable_parts=tuple(str(p) for p in lut_store.read_parts(out).unreadable),
+        contention=probe.report(),
     )

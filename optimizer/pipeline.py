@@ -30,7 +30,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from harness.atomic import write_text_atomically
+from harness.contention import ContentionReport, summarize
 from harness.errors import ChameleonError
+from harness.progress_lines import Tracker, track
 from optimizer.progress import ProgressContext
 
 # The budgets of the frontier, as fractions of the main budget (the main one is 1).
@@ -114,6 +116,8 @@ class PipelineResult:
     frontier_png: str = ""
     steps_s: dict[str, float] = field(default_factory=dict)
     reused: dict[str, int] = field(default_factory=dict)
+    # Whether the host was quiet while each step measured (harness.contention.summarize): trusted, reason, phases.
+    contention: dict[str, Any] = field(default_factory=dict)
 
     @property
     def winner(self) -> Outcome:
@@ -140,10 +144,13 @@ def run_pipeline(config: PipelineConfig, console: Any = None) -> PipelineResult:
 
     out = prepare_output_folder(config.out, "--out")
     with exclusive_lock(out / "run", "another optimize pipeline is running in this folder"):
-        return _run_pipeline(config, console)
+        # In a log, the job's steps get a line at least every 20 s even where nothing reports progress
+        # (a GP fit, the search, the exports); on a terminal the steps' bars show it.
+        with track("optimize pipeline", console, bar=False) as job:
+            return _run_pipeline(config, console, job)
 
 
-def _run_pipeline(config: PipelineConfig, console: Any) -> PipelineResult:
+def _run_pipeline(config: PipelineConfig, console: Any, job: Tracker) -> PipelineResult:
     from harness.profiles import load_profile
     from harness.sweep import run_sweep
     from optimizer.accuracy.predictors import build_accuracy_predictor
@@ -161,31 +168,34 @@ def _run_pipeline(config: PipelineConfig, console: Any) -> PipelineResult:
     trainer = TorchTrainer(space, config.data, settings, observations=out / "observations.parquet",
                            workers=config.workers, checkpoints=out / "checkpoints", progress=console is not None)
     out.mkdir(parents=True, exist_ok=True)
-    say = _Say(console)
+    say = _Say(console, job)
     steps: dict[str, float] = {}
     reused: dict[str, int] = {}
+    contention: dict[str, ContentionReport] = {}  # per measuring step
 
     # 1. every operator of the space, on the device; then the LUT sum calibrated on whole networks
     started = time.monotonic()
     plan = space_plan(space)
-    say.step(1, f"sweep {len(plan.signatures)} operators of {space.name} on {profile.name} → {out / 'lut.parquet'}")
+    say.step(1, "sweep", f"sweep {len(plan.signatures)} operators of {space.name} on {profile.name} → {out / 'lut.parquet'}")
     with say.progress("sweep") as on_progress:
         sweep = run_sweep(profile, plan, out / "lut.parquet", on_progress=on_progress)
     if sweep.interrupted:
         raise KeyboardInterrupt
     reused["operators"] = sweep.already_measured
+    if sweep.contention is not None:
+        contention["sweep"] = sweep.contention
     say.done(f"{sweep.measured} measured, {sweep.already_measured} already there ({sweep.wall_s:.0f} s)")
     plain_latency = load_latency(out / "lut.parquet", space, interpolate=False)
     correction = None
     if config.calibration:
-        correction = calibrate(space, profile, out, config.calibration, config.seed, say, reused)
+        correction = calibrate(space, profile, out, config.calibration, config.seed, say, reused, contention)
     latency = plain_latency if correction is None else LatencyPredictor(
         LutLatencyModel.from_file(out / "lut.parquet", correction), space)
     steps["sweep"] = time.monotonic() - started
 
     # 2. Algorithm 1 with real trainings
     started = time.monotonic()
-    say.step(2, f"accuracy predictor: Algorithm 1, {config.trainings} networks trained on {config.data} "
+    say.step(2, "accuracy predictor", f"accuracy predictor: Algorithm 1, {config.trainings} networks trained on {config.data} "
                 f"({settings.epochs} epochs each)")
     pool = space.sobol_pool(config.pool, config.seed)
     predictor, history = build_accuracy_predictor(
@@ -209,7 +219,7 @@ def _run_pipeline(config: PipelineConfig, console: Any) -> PipelineResult:
     else:
         budget, budget_source = float(config.latency_ms), "given"
     budgets = sorted({budget * f for f in FRONTIER_FRACTIONS} | {budget})
-    say.step(3, f"EES under {budget:.3f} ms ({budget_source}) and {len(budgets) - 1} budgets around it")
+    say.step(3, "search", f"EES under {budget:.3f} ms ({budget_source}) and {len(budgets) - 1} budgets around it")
     choices = search_budgets(space, latency, predictor, budgets, seed=config.seed, generations=config.generations)
     steps["search"] = time.monotonic() - started
 
@@ -217,11 +227,12 @@ def _run_pipeline(config: PipelineConfig, console: Any) -> PipelineResult:
     started = time.monotonic()
     reference_name = DEFAULT_BUDGET_BASELINE if DEFAULT_BUDGET_BASELINE in baselines else next(iter(baselines), None)
     X = np.array([c.genes for c in choices] + ([baselines[reference_name]] if reference_name else []))
-    say.step(4, f"train the {len(choices)} chosen networks"
+    say.step(4, "check", f"train the {len(choices)} chosen networks"
                 + (f" and {reference_name}" if reference_name else "") + ", export them to ONNX, measure them end to end")
     trained = trainer.train(X)
     exports = [_export(space, x, trainer, out / "networks" / f"{_arch_name(space, x)}.onnx") for x in X]
-    timings = measure_exports(profile, [path for path, _ in exports], out / "network_timings.json", say, reused, "networks")
+    timings = measure_exports(profile, [path for path, _ in exports], out / "network_timings.json", say, reused, "networks",
+                              contention)
     predicted_latency = latency.predict(X).latency_ms
     plain_ms = plain_latency.predict(X).latency_ms
     predicted_accuracy = np.asarray(predictor.predict(X), dtype=np.float64)
@@ -248,7 +259,7 @@ def _run_pipeline(config: PipelineConfig, console: Any) -> PipelineResult:
         device=profile.name, device_model=sweep.device_model, lut=str(out / "lut.parquet"), lut_rows=sweep.rows_in_lut,
         observations=str(out / "observations.parquet"), trained_samples=int(len(predictor.y_train_)),
         predictor_loo_rmse=loo_rmse, correction=correction.to_json() if correction else {}, budget_ms=budget, budget_source=budget_source, reference=reference,
-        outcomes=outcomes, steps_s=steps, reused=reused)
+        outcomes=outcomes, steps_s=steps, reused=reused, contention=summarize(contention))
     observed = _observations(out / "observations.parquet", space)
     result.frontier_png = str(plot_pipeline_frontier(
         result, baseline_points(space, latency, predictor), observed, latency, out / "frontier.png",
@@ -265,7 +276,8 @@ def space_plan(space: Any) -> Any:
                 source=Path(f"<{space.name}>"), signatures=tuple(space.all_signatures()))
 
 
-def calibrate(space: Any, profile: Any, out: Path, count: int, seed: int, say: "_Say", reused: dict[str, int]) -> Any:
+def calibrate(space: Any, profile: Any, out: Path, count: int, seed: int, say: "_Say", reused: dict[str, int],
+              contention: dict[str, ContentionReport] | None = None) -> Any:
     """Fit the LUT sum's :class:`NetworkCorrection` on ``count`` random networks measured end to end (cached).
 
     The calibration networks are drawn with their own seed, apart from
@@ -282,7 +294,8 @@ def calibrate(space: Any, profile: Any, out: Path, count: int, seed: int, say: "
         if not path.exists():
             space.export_onnx(x, path)
         paths.append(path)
-    timings = measure_exports(profile, paths, out / "network_timings.json", say, reused, "calibration_networks")
+    timings = measure_exports(profile, paths, out / "network_timings.json", say, reused, "calibration_networks",
+                              contention)
     lut = LutLatencyModel.from_file(out / "lut.parquet")
     estimates = [lut.estimate(space.signatures(x)) for x in X]
     correction = NetworkCorrection.fit(estimates, [timings[str(p)]["median_us"] for p in paths],
@@ -295,17 +308,23 @@ def calibrate(space: Any, profile: Any, out: Path, count: int, seed: int, say: "
     return correction
 
 
-def measure_exports(profile: Any, paths: Sequence[Path], cache: Path, say: "_Say",
-                    reused: dict[str, int], what: str) -> dict[str, dict[str, float]]:
-    """End-to-end timings of ONNX files, cached by file content (a re-run measures only new exports)."""
+def measure_exports(profile: Any, paths: Sequence[Path], cache: Path, say: "_Say", reused: dict[str, int], what: str,
+                    contention: dict[str, ContentionReport] | None = None) -> dict[str, dict[str, float]]:
+    """End-to-end timings of ONNX files, cached by file content (a re-run measures only new exports).
+
+    ``contention[what]`` gets how busy the host was while they were timed."""
+    from harness.contention import ContentionProbe
     from harness.networks.timing import measure_networks
 
     known: dict[str, Any] = json.loads(cache.read_text()) if cache.exists() else {}
     digests = {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
     todo = [Path(p) for p in paths if digests[str(p)] not in known]
     if todo:
+        probe = ContentionProbe.for_profile(profile)
         with say.progress("measure networks") as on_progress:
-            timings = measure_networks(profile, todo, progress=on_progress)
+            timings = measure_networks(profile, todo, progress=on_progress, probe=probe)
+        if contention is not None:
+            contention[what] = probe.report()
         for path, timing in zip(todo, timings):
             known[digests[str(path)]] = {"median_us": timing.median_us, "p10_us": timing.p10_us,
                                          "p90_us": timing.p90_us, "runs": timing.runs, "path": str(path)}
@@ -373,18 +392,23 @@ def plot_pipeline_frontier(result: PipelineResult, baselines: list[dict[str, Any
 
 
 class _Say:
-    """Step headers and progress bars on a rich console (stderr); silent without one."""
+    """Step headers and progress (bars on a terminal, lines in a log) on a rich console (stderr); silent without one.
 
-    def __init__(self, console: Any) -> None:
-        self.console = console
+    ``job``: the whole job's :func:`harness.progress_lines.track`, relabelled with each step so that a log's
+    heartbeat lines say which step is running."""
 
-    def step(self, number: int, text: str) -> None:
+    def __init__(self, console: Any, job: Tracker | None = None) -> None:
+        self.console, self.job = console, job or Tracker()
+
+    def step(self, number: int, name: str, text: str) -> None:
+        """Step ``number`` of 4 begins: its header, and ``name`` (short) for the log's progress lines."""
+        self.job.relabel(f"{number}/4 {name}")
         if self.console is not None:
-            self.console.print(f"[bold cyan]{number}/4[/] {text}")
+            self.console.print(f"[bold cyan]{number}/4[/] {text}", soft_wrap=True)  # a log's lines are not wrapped
 
     def done(self, text: str) -> None:
         if self.console is not None:
-            self.console.print(f"    [green]✓[/] {text}")
+            self.console.print(f"    [green]✓[/] {text}", soft_wrap=True)
 
     def progress(self, label: str) -> ProgressContext:
         return ProgressContext(self.console, label)

@@ -1,4 +1,4 @@
-"""`bench sweep` and `bench measure-networks`: the two commands that measure, with a progress bar on stderr.
+"""`bench sweep` and `bench measure-networks`: the two commands that measure, with their progress on stderr.
 
 ``sweep`` fills a per-device LUT with single-operator latencies
 (:func:`harness.sweep.run_sweep`); ``measure-networks`` times whole networks
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from harness.cli.common import emit_json, sigterm_as_ctrl_c, stderr, stdout
 from harness.cli.lut import print_lut_summary
@@ -24,6 +23,7 @@ from harness.lut import store as lut_store
 from harness.lut.summary import summarize_lut
 from harness.plans import load_plan
 from harness.profiles import load_profile
+from harness.progress_lines import track
 
 out, err = stdout, stderr
 
@@ -46,31 +46,9 @@ def sweep(
     sweep_plan = load_plan(plan)
     target = out_path or Path("luts") / f"{profile.name}.parquet"
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[op]}", style="dim"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err,
-    )
-    task = progress.add_task(f"{profile.name} · {sweep_plan.name}", total=None, op="")
-
-    def on_progress(done: int, total: int, signature: Any) -> None:
-        # The bar appears once the sweep has validated its inputs and found what is missing.
-        if not progress.live.is_started:
-            progress.start()
-        label = "" if signature is None else f"{signature.kind} {signature.c_in}x{signature.h}x{signature.w}→{signature.c_out} {signature.dtype}"
-        progress.update(task, completed=done, total=total, op=label)
-
-    try:
+    with track(f"{profile.name} · {sweep_plan.name}", err, describe=_signature_label, bold=True) as on_progress:
         with sigterm_as_ctrl_c():  # the sweep keeps everything measured, and says so
             result = run_sweep(profile, sweep_plan, target, on_progress=on_progress, limit=limit)
-    finally:
-        if progress.live.is_started:
-            progress.stop()
 
     table = lut_store.read_lut(result.out)
     summary = summarize_lut(table)
@@ -83,6 +61,7 @@ def sweep(
             f"{result.wall_s:.1f} s wall, {result.timed_s:.1f} s in timed runs"
         )
         print_lut_summary(result.out, summary)
+    warn_if_contended(result.contention)
     for failure in result.failures:
         err.print(f"not kept: {failure}", markup=False, soft_wrap=True)
     for part in result.unreadable_parts:
@@ -93,6 +72,18 @@ def sweep(
         raise typer.Exit(130)
     if result.failures:  # the LUT lacks what was asked: a script must not take this run for a complete one
         raise typer.Exit(1)
+
+
+def _signature_label(signature: Any) -> str:
+    return f"{signature.kind} {signature.c_in}x{signature.h}x{signature.w}→{signature.c_out} {signature.dtype}"
+
+
+def warn_if_contended(report: Any) -> None:
+    """A yellow line on stderr when the host was too busy for the figures to be trusted (they are in --json too)."""
+    if report is not None and not report.trusted:
+        from rich.markup import escape
+
+        err.print(f"[yellow]warning: {escape(report.reason)}[/]", soft_wrap=True, highlight=False)
 
 
 def with_adb_device(profile: Any, adb: str) -> Any:
@@ -121,22 +112,11 @@ def measure_networks_command(
 
     profile = load_profile(device)
     entries = read_manifest(sources)
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[arch]}", style="dim"), TimeElapsedColumn(), console=err)
-    task = progress.add_task(f"{profile.name} · {len(entries)} networks", total=None, arch="")
-
-    def on_progress(done: int, total: int, arch_id: Optional[str]) -> None:
-        if not progress.live.is_started:
-            progress.start()
-        progress.update(task, completed=done, total=total, arch=arch_id or "")
-
-    try:
+    with track(f"{profile.name} · {len(entries)} networks", err, describe=str, bold=True) as on_progress:
         with sigterm_as_ctrl_c(f"interrupted: {out_path} keeps what was measured; run the same command again to "
                                f"measure the rest"):
             result = measure_into_table(profile, entries, out_path, progress=on_progress)
-    finally:
-        if progress.live.is_started:
-            progress.stop()
+    warn_if_contended(result.contention)
     if as_json:
         emit_json(result.to_json())
         return

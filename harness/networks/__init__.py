@@ -4,6 +4,7 @@
 * :mod:`harness.networks.tables`: architecture latency tables (``arch_id``, encodings, ``latency_ms:<device>``),
   measured resumably per cell by ``bench measure-networks``; the one table reader with one-line errors.
 
-May import: the harness vocabulary, :mod:`harness.measurement`, :mod:`harness.runners`, :mod:`harness.models`.
+May import: the harness vocabulary, :mod:`harness.measurement`, :mod:`harness.runners`, :mod:`harness.models`,
+:mod:`harness.contention` (whether the host was quiet while it measured).
 Never the optimizer.
 """

@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 
 from harness import __version__
 from harness.atomic import exclusive_lock, write_atomically
+from harness.contention import ContentionProbe, ContentionReport
 from harness.errors import ChameleonError, InvalidModelFile, OutputNotWritable
 from harness.measurement import MeasurementSettings
 from harness.networks.timing import NetworkRunner, measure_networks
@@ -96,11 +97,13 @@ class TableResult:
     failures: list[dict[str, str]]
     rows_in_table: int
     wall_s: float
+    contention: ContentionReport | None = None  # how busy this host was during the timed runs; trust the cells?
 
     def to_json(self) -> dict[str, Any]:
         return {"out": str(self.out), "device": self.device, "column": self.column, "architectures": self.architectures,
                 "measured": self.measured, "already_measured": self.already_measured, "failed": self.failed,
-                "failures": self.failures, "rows_in_table": self.rows_in_table, "wall_s": self.wall_s}
+                "failures": self.failures, "rows_in_table": self.rows_in_table, "wall_s": self.wall_s,
+                "contention": None if self.contention is None else self.contention.to_json()}
 
 
 # ------------------------------------------------------------------ manifests
@@ -315,6 +318,7 @@ def _measure_into_table(profile: DeviceProfile, entries: Sequence[ManifestEntry]
     failures: list[dict[str, str]] = []
     measured = 0
     own_runner = runner is None
+    probe = ContentionProbe.for_profile(profile)
     if todo:
         runner = runner or make_runner(profile)
     try:
@@ -334,7 +338,7 @@ def _measure_into_table(profile: DeviceProfile, entries: Sequence[ManifestEntry]
             progress(0, len(todo), None)
         for start in range(0, len(todo), settings.interleave_group):
             group = todo[start:start + settings.interleave_group]
-            for entry, latency_ms, error in _measure_group(profile, group, settings, runner):
+            for entry, latency_ms, error in _measure_group(profile, group, settings, runner, probe):
                 columns[column][index[entry.arch_id]] = latency_ms
                 measured += 1
                 if error is not None:
@@ -350,21 +354,22 @@ def _measure_into_table(profile: DeviceProfile, entries: Sequence[ManifestEntry]
             runner.close()
     return TableResult(out=out, device=device, column=column, architectures=len(entries), measured=measured,
                        already_measured=kept, failed=len(failures), failures=failures,
-                       rows_in_table=len(columns["arch_id"]), wall_s=time.monotonic() - started)
+                       rows_in_table=len(columns["arch_id"]), wall_s=time.monotonic() - started,
+                       contention=probe.report())
 
 
 def _measure_group(profile: DeviceProfile, group: Sequence[ManifestEntry], settings: MeasurementSettings,
-                   runner: NetworkRunner) -> list[tuple[ManifestEntry, float, str | None]]:
+                   runner: NetworkRunner, probe: ContentionProbe) -> list[tuple[ManifestEntry, float, str | None]]:
     """Latencies (ms) of a group timed in interleaved rounds; a group with a broken model is timed one by one."""
     try:
-        timings = measure_networks(profile, [e.path for e in group], settings, runner=runner)
+        timings = measure_networks(profile, [e.path for e in group], settings, runner=runner, probe=probe)
         return [(e, t.median_us / 1000.0, None) for e, t in zip(group, timings)]
     except InvalidModelFile:
         pass
     results = []
     for entry in group:
         try:
-            results.append((entry, measure_networks(profile, [entry.path], settings, runner=runner)[0].median_us / 1000.0, None))
+            results.append((entry, measure_networks(profile, [entry.path], settings, runner=runner, probe=probe)[0].median_us / 1000.0, None))
         except InvalidModelFile as problem:
             results.append((entry, math.nan, str(problem)))
     return results

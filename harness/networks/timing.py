@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from harness.contention import ContentionProbe
 from harness.errors import DeviceUnavailable, InvalidModelFile
 from harness.measurement import Measurement, MeasurementSettings, PreparedOp, measure_prepared
 from harness.profiles import DeviceProfile
@@ -89,6 +90,7 @@ def measure_networks(
     progress: NetworkProgress | None = None,
     *,
     runner: NetworkRunner | None = None,
+    probe: ContentionProbe | None = None,
 ) -> list[NetworkTiming]:
     """Time each model file end to end on ``profile``'s device, in the order given.
 
@@ -98,7 +100,9 @@ def measure_networks(
     with.  Every file is checked before anything is timed.  Raises
     :class:`InvalidModelFile` for a missing or unloadable file and
     :class:`DeviceUnavailable` when the profile's runner cannot time whole
-    model files.
+    model files.  A ``probe`` (:class:`harness.contention.ContentionProbe`)
+    watches every batch of timed runs, to tell afterwards whether the host
+    was quiet.
     """
     paths = [Path(p) for p in model_paths]
     missing = [p for p in paths if not p.is_file()]
@@ -114,12 +118,13 @@ def measure_networks(
                 f"transport cannot time whole model files yet"
             )
         identity = runner.identity
+        prepare = runner.prepare_file if probe is None else probe.watching(runner.prepare_file)
         timings: list[NetworkTiming] = []
         if progress:
             progress(0, len(paths), None)
         for start in range(0, len(paths), settings.interleave_group):
             group = paths[start:start + settings.interleave_group]
-            for path, measurement in zip(group, measure_prepared(group, runner.prepare_file, settings)):
+            for path, measurement in zip(group, measure_prepared(group, prepare, settings)):
                 timings.append(_timing(path, measurement, identity, profile))
             if progress:
                 progress(len(timings), len(paths), group[-1])

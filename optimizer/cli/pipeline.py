@@ -52,8 +52,13 @@ def pipeline(
         result = run_pipeline(config, console=stderr)
     if as_json:
         emit_json(result.to_json())
-        return
-    _print_pipeline(result)
+    else:
+        _print_pipeline(result)
+    if result.contention and not result.contention["trusted"]:  # in --json too, under "contention"
+        from rich.markup import escape
+
+        stderr.print(f"[yellow]warning: latencies measured on a contended host: {escape(result.contention['reason'])}[/]",
+                     soft_wrap=True, highlight=False)
 
 
 def _print_pipeline(result) -> None:

@@ -51,5 +51,5 @@ class RunInputs:
     def _progress(self, label: str) -> Any:
         from optimizer.progress import ProgressContext
 
-        # A bar in a log file is noise: only on a terminal.
-        return ProgressContext(self.console if self.console is not None and self.console.is_terminal else None, label)
+        # A bar on a terminal; in a log file, a plain line at least every 20 s (nothing for a short step).
+        return ProgressContext(self.console, label)

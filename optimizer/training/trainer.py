@@ -123,57 +123,39 @@ class TorchTrainer:
     def _run(self, todo: list[tuple[int, ...]]) -> Iterator[TrainResult]:
         if not todo:
             return
-        bar = self._progress_bar(len(todo))
-        try:
+        from harness.console import stderr
+        from harness.progress_lines import track
+
+        # A bar on a terminal; in a log, a line at least every 20 s (one-line errors stay one line: a step
+        # shorter than that prints nothing).
+        with track(f"training {self.space.name} on {self.dataset.name}", stderr if self.progress else None,
+                   describe=str, bold=True, transient=True) as progress:
+            progress(0, len(todo))
             if self.workers == 1:
-                for key in todo:
+                for done, key in enumerate(todo, 1):
                     try:
                         result = train_architecture(self.space.name, key, self.dataset, self.settings, self._checkpoint(key))
                     except ChameleonError:
                         raise
                     except Exception as problem:
                         raise TrainingFailed(f"training {self._describe(key)} failed: {_first_line(problem)}") from None
-                    self._advance(bar, result)
+                    progress(done, len(todo), self._last(result))
                     yield result
             else:
-                yield from self._run_pool(todo, bar)
-        finally:
-            if bar is not None:
-                bar.stop()
+                yield from self._run_pool(todo, progress)
 
-    def _run_pool(self, todo: list[tuple[int, ...]], bar: Any) -> Iterator[TrainResult]:
+    def _run_pool(self, todo: list[tuple[int, ...]], progress: Any) -> Iterator[TrainResult]:
         calls = [(_worker_train, (self.space.name, list(key), self.settings, self._checkpoint(key))) for key in todo]
+        done = 0
         for _, result in run_in_workers(calls, self.dataset, self.workers, lambda i: self._describe(todo[i]),
                                         f"; the trainings finished before are kept in {self.observations}"):
-            self._advance(bar, result)
+            done += 1
+            progress(done, len(todo), self._last(result))
             yield result
 
     def _describe(self, key: tuple[int, ...]) -> str:
         return f"{self.space.name} (" + ", ".join(f"{n}={v}" for n, v in zip(self.space.gene_names, key)) + ")"
 
-    def _progress_bar(self, total: int) -> Any:
-        from harness.console import stderr
-
-        if not self.progress or not stderr.is_terminal:  # a bar in a log file is noise (and breaks one-line errors)
-            return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[last]}", style="dim"), TimeElapsedColumn(), TextColumn("ETA"),
-                       TimeRemainingColumn(), console=stderr, transient=True)
-        bar.add_task(f"training {self.space.name} on {self.dataset.name}", total=total, last="")
-        bar.start()
-        return bar
-
     @staticmethod
-    def _advance(bar: Any, result: TrainResult) -> None:
-        if bar is not None:
-            bar.update(bar.task_ids[0], advance=1,
-                       last=f"{result.genes[0]} px: {result.accuracy:.3f} in {result.train_seconds:.0f} s")
+    def _last(result: TrainResult) -> str:
+        return f"{result.genes[0]} px: {result.accuracy:.3f} in {result.train_seconds:.0f} s"
