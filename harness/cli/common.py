@@ -91,7 +91,7 @@ def run_command_line(app: typer.Typer, args: Sequence[str], prog_name: str) -> i
         if problem.errno == errno.EPIPE:  # stdout closed early (`| head`): not worth a word
             return 1
         code, message = 2, _os_problem(problem)
-    except Exception as bug:  # noqa: BLE001: the last net, so that no user ever reads a traceback
+    except Exception as bug:  # noqa: BLE001 -- the last net, so that no user ever reads a traceback
         if os.environ.get(DEBUG_VARIABLE) == "1":
             raise
         code, message = BUG_EXIT_CODE, (f"internal error: {type(bug).__name__}: {bug} (a bug in Chameleon; "
