@@ -1,5 +1,7 @@
 """Energy from the command line: `bench energy import` on synthetic traces, and a lab session in demo mode
-(the Monsoon package's own code on a simulated monitor, the loopback ADB phone), killed and resumed."""
+(the Monsoon package's own code on a simulated monitor, the loopback ADB phone): killed and resumed, on a
+busy CPU, with items that fail (exit 1), interrupted (exit 130); its temporary folders go on every way out
+(each session here gets its own TMPDIR to check that)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,16 +43,28 @@ def test_bench_energy_import_of_an_unknown_header_is_one_line(tmp_path: Path) ->
     assert "bad.csv" in line and "time_s" in line
 
 
-def _session(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "harness", "energy", "session", "--device", "s835", "--demo", "--plan", "smoke",
-            "--limit", "3", "--idle-s", "1", "--runs", "200", "--out", str(out), "--yes", *extra]
+def _session(out: Path, *extra: str, items: tuple[str, ...] = ("--plan", "smoke", "--limit", "3")) -> list[str]:
+    return [sys.executable, "-m", "harness", "energy", "session", "--device", "s835", "--demo", *items,
+            "--idle-s", "1", "--runs", "200", "--out", str(out), "--yes", *extra]
+
+
+def _own_tmpdir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A TMPDIR of the test's own, and the environment that gives it to a session."""
+    folder = tmp_path / "tmp"
+    folder.mkdir(exist_ok=True)
+    return folder, {**os.environ, "TMPDIR": str(folder)}
+
+
+def _leftovers(tmpdir: Path) -> list[str]:
+    return sorted(p.name for p in tmpdir.iterdir())
 
 
 @pytest.mark.slow
 def test_demo_session_completes_is_killed_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "session"
+    tmpdir, env = _own_tmpdir(tmp_path)
     process = subprocess.Popen(_session(out), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=os.environ.copy(), text=True)
+                               env=env, text=True)
     manifest_path = out / "manifest.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
@@ -63,8 +78,11 @@ def test_demo_session_completes_is_killed_and_resumes(tmp_path: Path) -> None:
     first_done = [i for i in killed["items"] if i["status"] == "done"]
     assert 1 <= len(first_done) < 3
 
-    resumed = subprocess.run(_session(out, "--json"), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert len(_leftovers(tmpdir)) == 1  # SIGKILL: nothing runs on that path, the demo phone's folder stays...
+    resumed = subprocess.run(_session(out, "--json"), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+                             env=env)
     assert resumed.returncode == 0, resumed.stderr
+    assert _leftovers(tmpdir) == []  # ...until the next demo session, which removes it (its process is gone)
     manifest = json.loads(resumed.stdout)["manifest"]
     assert [i["status"] for i in manifest["items"]] == ["done"] * 3
     assert any("resumed" in note for note in manifest["notes"])
@@ -88,3 +106,174 @@ def test_session_refuses_usb_and_other_runtimes() -> None:
     line = one_line_error(run_bench("energy", "session", "--device", "s835", "--plan", "smoke", "--adb", "SERIAL123", "--yes"))
     assert "Wi-Fi" in line
     assert "benchmark_model" in one_line_error(run_bench("energy", "session", "--device", "xeon", "--plan", "smoke", "--yes"))
+
+
+def _busy_cpus(count: int) -> list[subprocess.Popen]:
+    """``count`` processes spinning in Python, one per core the CI machine has (two)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+@pytest.mark.slow
+def test_demo_session_measures_every_item_on_a_busy_cpu(tmp_path: Path) -> None:
+    """Both cores busy: the simulated monitor hands its samples over late instead of losing them (issue 16)."""
+    out = tmp_path / "session"
+    tmpdir, env = _own_tmpdir(tmp_path)
+    spinners = _busy_cpus(2)
+    try:
+        command = _session(out, "--json", items=("--plan", "smoke", "--limit", "2"))
+        command[command.index("--runs") + 1] = "50"
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240, env=env)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(result.stdout)["manifest"]
+    assert [i["status"] for i in manifest["items"]] == ["done", "done"], [i["error"] for i in manifest["items"]]
+    for item in manifest["items"]:
+        assert item["result"]["energy_per_run_mj"] > 0 and item["result"]["runs"] == 50
+    assert _leftovers(tmpdir) == []
+
+
+def _broken_model(folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / "zz_broken.tflite"
+    path.write_bytes(b"not a flatbuffer")
+    return path
+
+
+def test_a_session_that_measures_nothing_exits_1_and_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    _broken_model(models)
+    tmpdir, env = _own_tmpdir(tmp_path)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmpdir / f"chameleon-demo-phone-{gone.pid}-abc123"  # what a session killed with SIGKILL left
+    (stale / "data").mkdir(parents=True)
+    result = subprocess.run(_session(tmp_path / "session", items=("--models", str(models))), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "0 of 1 items measured (1 failed)" in result.stdout
+    assert "failed: zz_broken.tflite: benchmark_model failed" in result.stderr
+    assert _leftovers(tmpdir) == []
+
+
+@pytest.mark.slow
+def test_a_session_with_a_failed_item_keeps_the_measured_ones_and_exits_1(tmp_path: Path) -> None:
+    from harness.energy.session import plan_items
+    from harness.plans import load_plan
+    from harness.profiles import load_profile
+
+    models = tmp_path / "models"
+    _broken_model(models)
+    good = plan_items(load_plan("smoke"), load_profile("s835"))[0][2]()
+    (models / "aa_good.tflite").write_bytes(good.read_bytes())
+    tmpdir, env = _own_tmpdir(tmp_path)
+    out = tmp_path / "session"
+    command = _session(out, items=("--models", str(models)))
+    command[command.index("--runs") + 1] = "30"
+    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "1 of 2 items measured (1 failed; the measured ones are kept" in result.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [i["status"] for i in manifest["items"]] == ["done", "failed"]
+    assert store.read_results(out / "results.parquet").num_rows == 1
+    assert _leftovers(tmpdir) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "ctrl-c"])
+def test_an_interrupted_session_exits_130_and_removes_its_temporary_folder(stop: signal.Signals, tmp_path: Path) -> None:
+    out = tmp_path / "session"
+    tmpdir, env = _own_tmpdir(tmp_path)
+    command = _session(out)
+    command[command.index("--idle-s") + 1] = "60"  # long inside the first item: the signal comes mid-measurement
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                               text=True)
+    lines: list[str] = []
+    baseline = threading.Event()
+
+    def read_stderr() -> None:
+        for line in process.stderr:
+            lines.append(line)
+            if "baseline" in line:  # "ITEM: idle 60 s for the baseline, then 200 runs": the monitor is sampling
+                baseline.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        assert baseline.wait(120), "".join(lines)
+        assert len(_leftovers(tmpdir)) == 1  # the demo phone's folder, while it runs
+        process.send_signal(stop)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(timeout=10)
+    stderr = "".join(lines)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and str(out) in stderr
+    assert _leftovers(tmpdir) == []
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [i["status"] for i in manifest["items"]] == ["pending"] * 3  # nothing half-measured is recorded
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log-file"])
+def test_the_live_current_rewrites_a_terminal_line_and_logs_a_plain_line_every_30_s(
+        terminal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from harness.cli import energy as energy_cli
+
+    written = io.StringIO()
+    clock = _Clock()
+    monkeypatch.setattr(energy_cli, "err", Console(file=written, width=200))
+    monkeypatch.setattr(energy_cli, "time", clock)
+    ui = energy_cli._RichSessionUI(ask=False, terminal=terminal)
+    for _ in range(600):  # five minutes of chunks, ten a second, for two items
+        ui.current("conv2d(a)", 850.0)
+        ui.current("conv2d(b)", 120.0)
+        clock.now += 0.5
+    text = written.getvalue()
+    if terminal:
+        assert text.count("\r") == 2 * 600 and "\n" not in text  # one line, rewritten
+    else:
+        lines = text.splitlines()
+        assert "\r" not in text and len(lines) == 2 * 10  # one line per item per 30 s
+        assert lines[0] == "  conv2d(a): 850.0 mA" and lines[1] == "  conv2d(b): 120.0 mA"
+
+
+def test_the_set_up_removes_the_demo_phone_folder_when_it_fails_half_way(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception after the loopback phone started (here: reaching it) still takes its folder away."""
+    import tempfile
+
+    from harness.energy import session as lab
+    from harness.profiles import load_profile
+    from harness.runners import android
+
+    tmpdir, _ = _own_tmpdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+    seen: list[str] = []
+
+    def unreachable(profile):
+        seen.extend(_leftovers(tmpdir))
+        raise RuntimeError("the phone vanished")
+
+    monkeypatch.setattr(android, "transport_for", unreachable)
+    with pytest.raises(RuntimeError, match="vanished"):
+        with lab.lab_setup(load_profile("s835"), adb=None, monsoon_serial=None, demo=True, voltage_v=4.2, ui=lab.SessionUI()):
+            pass
+    assert len(seen) == 1 and seen[0].startswith(lab.DEMO_SANDBOX_PREFIX)
+    assert _leftovers(tmpdir) == []

@@ -3,7 +3,8 @@
 The Monsoon package's own code (``HVPM``/``LVPM``, ``pmapi.USB_protocol``'s
 control transfers and bulk reads, ``sampleEngine`` with its calibration maths)
 runs unmodified; only the USB device under it is simulated.  Captures are
-real-time (5 kHz), so each costs its duration.
+real-time (5 kHz), so each costs its duration.  A host that reads late (a busy
+CPU) gets every sample late, in bigger reads, as from a real HVPM's buffer.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import pytest
 from Monsoon import HVPM, sampleEngine
 from Monsoon import Operations as op
 
-from harness.energy.monsoon import InvalidMonitorSetting, MonitorUnavailable, MonsoonSource
+from harness.energy import monsoon
+from harness.energy.monsoon import InvalidMonitorSetting, MonitorUnavailable, MonsoonCaptureError, MonsoonSource
 from harness.energy.monsoon_sim import PowerModel, SimulatedMonsoonDevice, SimulatedMonsoonProtocol, simulated_monitor
+from harness.energy.monsoon_sim_firmware import _MEASUREMENT
 from harness.errors import ChameleonError
 
 IDLE_MA, ACTIVE_MA = 120.0, 850.0  # fine range (< ~250 mA) and coarse range
@@ -138,6 +141,79 @@ def test_capture_matches_the_power_model_and_a_busy_window_lines_up_with_host_ti
     assert idle.size > 2000 and active.size > 2000
     assert idle.mean() == pytest.approx(IDLE_MA, rel=0.02)  # fine range
     assert active.mean() == pytest.approx(ACTIVE_MA, rel=0.02)  # coarse range
+
+
+def _edges(trace, threshold_ma: float) -> tuple[float, float]:
+    times = trace.start_time_s + trace.times_s
+    high = trace.current_ma > threshold_ma
+    return times[np.argmax(high)], times[len(high) - np.argmax(high[::-1])]
+
+
+def test_a_host_that_reads_late_gets_every_sample_and_the_workload_where_it_happened() -> None:
+    """The host stops reading for 3.5 s (more than the 16384-sample FIFO of old held) while the phone works:
+    the monitor keeps measuring, hands the backlog over late in big reads, and loses nothing."""
+    busy = threading.Event()
+    protocol = _protocol(busy=busy.is_set)
+    edges: dict[str, float] = {}
+    paused: list[bool] = []
+
+    def late_host(chunk: np.ndarray) -> None:
+        if not paused:
+            paused.append(True)
+            time.sleep(3.5)
+
+    def workload() -> None:
+        time.sleep(0.4)
+        busy.set()
+        edges["start"] = time.time()
+        time.sleep(0.5)
+        busy.clear()
+        edges["stop"] = time.time()
+
+    with MonsoonSource("SIM-0001", protocol=protocol) as source:
+        thread = threading.Thread(target=workload)
+        thread.start()
+        trace = source.capture(1.5, on_chunk=late_host)
+        thread.join()
+    device = protocol.device
+    assert paused and trace.samples == 7500
+    assert trace.dropped_samples == 0 and device.dropped_total == 0
+    assert device.largest_read_packets >= 500  # the backlog came in big reads
+    rise, fall = _edges(trace, (IDLE_MA + ACTIVE_MA) / 2)
+    assert rise == pytest.approx(edges["start"], abs=0.05)  # measured while nobody read
+    assert fall == pytest.approx(edges["stop"], abs=0.05)
+
+
+def test_a_slow_look_at_the_phone_costs_the_reads_nothing() -> None:
+    """``busy`` takes 5 ms (a scan of /proc on a busy machine): the firmware looks at the phone on its own
+    time, not once per read, so the host still gets 5000 samples a second."""
+    def slow_busy() -> bool:
+        time.sleep(0.005)
+        return False
+
+    protocol = _protocol(busy=slow_busy)
+    with MonsoonSource("SIM-0001", protocol=protocol) as source:
+        trace = source.capture(1.0)
+    assert trace.samples == 5000 and trace.dropped_samples == 0
+    assert trace.current_ma.mean() == pytest.approx(IDLE_MA, rel=0.02)
+
+
+class _NeverCalibrates(SimulatedMonsoonDevice):
+    """Firmware that sends measurements only: the package's start-up loop waits for calibration for ever."""
+
+    def _slot_types(self, slots: np.ndarray) -> np.ndarray:
+        return np.full(slots.size, _MEASUREMENT, dtype=np.int64)
+
+
+def test_a_monitor_whose_packets_hold_no_sample_is_a_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(monsoon, "STALL_PACKETS", 300)  # 0.2 s of packets, not 5 s
+    protocol = SimulatedMonsoonProtocol(devices=[_NeverCalibrates("SIM-0001")])
+    with MonsoonSource("SIM-0001", protocol=protocol) as source:
+        with pytest.raises(MonsoonCaptureError) as info:
+            source.capture(30.0)
+    message = str(info.value)
+    assert "stopped delivering samples (0 of 150000" in message and "\n" not in message
+    assert not protocol.device.sampling
 
 
 def test_dropped_samples_are_reported() -> None:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from harness.cli.common import emit_json, stderr, stdout
+from harness.cli.common import emit_json, sigterm_as_ctrl_c, stderr, stdout
 from harness.cli.options import JsonOption
 from harness.energy.bounds import MAX_IDLE_S, MAX_ITEMS, MAX_MEASURE_S, MAX_RATE_HZ, MAX_RUNS, check_count, check_number
 from harness.errors import ChameleonError
@@ -128,7 +128,11 @@ def energy_session(
     yes: bool = typer.Option(False, "--yes", help="Do not ask for the manual set-up steps (already done)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Guide an energy measurement session: monitor + phone checks, then the ChamNet protocol item by item."""
+    """Guide an energy measurement session: monitor + phone checks, then the ChamNet protocol item by item.
+
+    Exit 0 when every item is measured; 1 when any failed (the measured ones are kept, and the same command
+    measures the rest); 130 on Ctrl-C or SIGTERM (what was measured is kept).
+    """
     from harness.energy import session as lab
 
     # Everything the user typed is checked before the set-up, which takes a minute (phone, monitor).
@@ -147,18 +151,25 @@ def energy_session(
     items = items[:limit] if limit else items
     folder = lab.check_session_folder(out_dir or Path("energy_sessions") / f"{profile.name}-{(plan or models.name).replace('/', '_')}")
     ui = _RichSessionUI(ask=not yes and sys.stdin.isatty())
-    with lab.lab_setup(profile, adb=adb, monsoon_serial=monsoon or profile.energy.monsoon_serial, demo=demo,
-                       voltage_v=settings.voltage_v, ui=ui) as (runner, monitor, monitor_label):
-        manifest = lab.EnergySession(folder, runner, monitor, monitor_label, items, settings, ui=ui,
-                                     operator=operator, demo=demo).run()
+    # SIGTERM stops the session as Ctrl-C does, so the set-up (the demo phone's folder) is released either way.
+    with sigterm_as_ctrl_c(f"interrupted: {folder} keeps every item measured so far; run the same command again "
+                           "to measure the rest"):
+        with lab.lab_setup(profile, adb=adb, monsoon_serial=monsoon or profile.energy.monsoon_serial, demo=demo,
+                           voltage_v=settings.voltage_v, ui=ui) as (runner, monitor, monitor_label):
+            manifest = lab.EnergySession(folder, runner, monitor, monitor_label, items, settings, ui=ui,
+                                         operator=operator, demo=demo).run()
     done = sum(item.status == "done" for item in manifest.items)
     failed = [item for item in manifest.items if item.status == "failed"]
     if as_json:
         emit_json({"folder": str(folder), "manifest": manifest.to_json()})
     else:
-        out.print(f"{folder}: {done} of {len(manifest.items)} items measured ({len(failed)} failed); manifest.json, results.parquet, traces/")
+        kept = "; the measured ones are kept, run the same command again to retry the rest" if failed and done else ""
+        out.print(f"{folder}: {done} of {len(manifest.items)} items measured ({len(failed)} failed{kept}); "
+                  "manifest.json, results.parquet, traces/", markup=False, soft_wrap=True)
         for item in failed:
-            err.print(f"failed: {item.key}: {item.error}")
+            err.print(f"failed: {item.key}: {item.error}", markup=False, soft_wrap=True)
+    if failed:  # a script must not take a session with failed items for a complete one (as a sweep)
+        raise typer.Exit(1)
 
 
 def _check_runs_and_idle(runs: int | None, idle_s: float | None) -> None:
@@ -167,11 +178,20 @@ def _check_runs_and_idle(runs: int | None, idle_s: float | None) -> None:
 
 
 class _RichSessionUI:
-    """Prompts and a live current readout on the terminal (stderr)."""
+    """Prompts and a live current readout on stderr.
 
-    def __init__(self, ask: bool) -> None:
+    The readout rewrites one line (``\\r``) on a terminal; into a log file it
+    would be one endless line, so there it is a plain line per item at most
+    every ``LOG_EVERY_S``.
+    """
+
+    LIVE_EVERY_S = 0.5  # a readable live view, not a flood
+    LOG_EVERY_S = 30.0
+
+    def __init__(self, ask: bool, terminal: bool | None = None) -> None:
         self.ask = ask
-        self._last = 0.0
+        self.terminal = err.is_terminal if terminal is None else terminal
+        self._last: dict[str, float] = {}
 
     def confirm(self, question: str) -> bool:
         if not self.ask:
@@ -186,10 +206,15 @@ class _RichSessionUI:
 
     def current(self, item: str, latest_ma: float) -> None:
         now = time.monotonic()
-        if now - self._last >= 0.5:  # a readable live view, not a flood
-            self._last = now
-            err.print(f"  {latest_ma:8.1f} mA", end="\r")
+        last = self._last.get(item)
+        if self.terminal:
+            if last is None or now - last >= self.LIVE_EVERY_S:
+                self._last[item] = now
+                err.print(f"  {latest_ma:8.1f} mA", end="\r")
+        elif last is None or now - last >= self.LOG_EVERY_S:
+            self._last[item] = now
+            err.print(f"  {item[:80]}: {latest_ma:.1f} mA", markup=False, soft_wrap=True)
 
     def item_done(self, item: Any, done: int, total: int) -> None:
         figure = f"{item.result['energy_per_run_mj']:.4f} mJ/run" if item.result else item.error
-        err.print(f"[{done}/{total}] {item.status}: {item.key[:80]} {figure}")
+        err.print(f"[{done}/{total}] {item.status}: {item.key[:80]} {figure}", markup=False, soft_wrap=True)

@@ -30,8 +30,14 @@ How the package is used, and its quirks (it dates from 2018):
   header, whose first two bytes count the samples the monitor dropped (the
   engine only keeps the last packet's raw value in ``engine.dropped``): their
   increase over the capture, unwrapped modulo 2**16, is
-  ``Trace.dropped_samples``.  And it ends a capture that stalls (the engine's
-  start-up loop waits forever for calibration samples that never come).
+  ``Trace.dropped_samples``.  And it ends a capture that stalls: the engine's
+  start-up loop waits forever for calibration samples that never come.  A
+  stall is counted in packets, not seconds: ``STALL_PACKETS`` packets in a row
+  (5 s of samples) with no new sample out of the engine.  A host too busy to
+  read on time is not a stall: the monitor buffers what it measured and hands
+  it over late, so a slow capture takes longer and loses nothing, however
+  long the host lagged; a monitor that sends nothing at all fails the
+  package's 1 s USB read instead.
 * The engine's error mode ``full`` turns every exception into a bare
   ``Exception`` and, on a USB error, silently reconnects and restarts the
   capture; we run it with ``ErrorHandlingModes.off`` and turn errors into one
@@ -61,6 +67,9 @@ MODELS = ("HVPM", "LVPM")
 VOLTAGE_RANGE_V = {"HVPM": (0.8, 13.5), "LVPM": (2.01, 4.55)}
 CURRENT_LIMIT_MAX_A = {"HVPM": 15.625, "LVPM": 8.0}
 DRAIN_INTERVAL_S = 0.1
+# Packets in a row that bring the engine no sample before a capture counts as stalled: 5 s of samples,
+# 3 a packet.  Packets, not seconds, so that a host that reads late (a busy CPU) is never taken for one.
+STALL_PACKETS = round(5.0 * SAMPLE_RATE_HZ / 3)
 _PASSTHROUGH_NAMES = {0: "off", 1: "on", 2: "auto"}
 
 
@@ -94,12 +103,15 @@ class _DropCounter:
         self.packets = 0
 
     def update(self, buffer) -> None:
-        for start in range(0, len(buffer) - 3, 64):
-            counter = int(buffer[start]) | (int(buffer[start + 1]) << 8)
-            if self.last is not None:
-                self.total += (counter - self.last) & 0xFFFF
-            self.last = counter
-            self.packets += 1
+        raw = np.asarray(buffer, dtype=np.uint8)
+        starts = np.arange(0, max(raw.size - 3, 0), 64)
+        if not starts.size:
+            return
+        counters = raw[starts].astype(np.int64) | (raw[starts + 1].astype(np.int64) << 8)
+        previous = counters[0] if self.last is None else self.last
+        self.total += int(np.sum(np.diff(counters, prepend=previous) & 0xFFFF))
+        self.last = int(counters[-1])
+        self.packets += int(starts.size)
 
 
 class MonsoonSource:
@@ -280,13 +292,15 @@ class MonsoonSource:
         drops = _DropCounter()
         package_bulk_read = monitor.BulkRead
         started = time.time()
-        deadline = started + duration_s * 1.2 + 5.0
         next_drain = started + DRAIN_INTERVAL_S
+        packets_at_last_sample = 0
 
         def drain() -> None:
+            nonlocal packets_at_last_sample
             out = engine.getSamples()  # [time, main, usb, aux, main volts, usb volts]; empties the engine's lists
             if not out[1]:
                 return
+            packets_at_last_sample = drops.packets
             n = min(len(out[0]), len(out[1]), len(out[4]))
             chunk = np.asarray(out[1][:n], dtype=np.float64)
             currents.append(chunk)
@@ -298,11 +312,11 @@ class MonsoonSource:
         def bulk_read():
             nonlocal next_drain
             now = time.time()
-            if now > deadline:
-                raise _CaptureStalled()
             if now >= next_drain:
                 next_drain = now + DRAIN_INTERVAL_S
                 drain()
+            if drops.packets - packets_at_last_sample > STALL_PACKETS:
+                raise _CaptureStalled()
             buffer = package_bulk_read()
             drops.update(buffer)
             return buffer
@@ -316,7 +330,8 @@ class MonsoonSource:
                 monitor.stopSampling()
             if isinstance(exc, _CaptureStalled):
                 raise MonsoonCaptureError(
-                    f"{self._name} stopped delivering samples ({sum(map(len, currents))} of {wanted} after {time.time() - started:.1f} s)"
+                    f"{self._name} stopped delivering samples ({sum(map(len, currents))} of {wanted} after "
+                    f"{time.time() - started:.1f} s; its last {drops.packets - packets_at_last_sample} packets held none)"
                 ) from None
             if isinstance(exc, (usb.core.USBError, ValueError, AttributeError, OSError)):
                 raise MonsoonCaptureError(f"{self._name}: capture failed ({_one_line(exc)})") from exc
@@ -371,6 +386,9 @@ class MonsoonSource:
         mode = self._passthrough_before
         if mode not in (op.USB_Passthrough.On, op.USB_Passthrough.Auto):
             mode = op.USB_Passthrough.Auto
+        # A capture cut short (Ctrl-C) leaves the monitor in sample mode, where it refuses every setting.
+        with contextlib.suppress(Exception), self._quiet():
+            self.monitor.stopSampling()
         with self._device_errors("restoring USB passthrough"), self._quiet():
             self.monitor.setUSBPassthroughMode(mode)
         self._prepared = False
@@ -401,4 +419,4 @@ class MonsoonSource:
             self.close()
 
 
-__all__ = ["SAMPLE_RATE_HZ", "InvalidMonitorSetting", "MonitorUnavailable", "MonsoonCaptureError", "MonsoonSource"]
+__all__ = ["SAMPLE_RATE_HZ", "STALL_PACKETS", "InvalidMonitorSetting", "MonitorUnavailable", "MonsoonCaptureError", "MonsoonSource"]

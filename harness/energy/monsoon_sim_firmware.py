@@ -43,14 +43,27 @@ Calibration
 
 Time
     Sample slot ``k`` is taken at ``t0 + k / 5000`` s of wall-clock time after
-    ``startSampling``; a bulk read returns the next packet once its samples
-    are due, sleeping (not spinning) until then, so a workload the host starts
-    in parallel shows up where it happened.  The current comes from
-    :class:`PowerModel`, whose ``busy`` callable is evaluated whenever the
-    firmware catches up with the clock.  Samples wait in a FIFO
-    (``fifo_samples``); when the host reads too slowly the FIFO overflows and
-    the overflow is counted as dropped, and ``drop_every=N`` drops every N-th
-    measurement slot on purpose, so dropped-sample handling can be tested.
+    ``startSampling``: the firmware produces samples by elapsed time, however
+    often the host reads.  A bulk read returns the packets that are due,
+    sleeping (not spinning) until at least one full packet is: one packet to a
+    host that keeps up, every packet waiting (up to ``BATCH_MAX_PACKETS``, as
+    one buffer of 64-byte packets) to a host that fell behind, the way a real
+    HVPM's buffer hands its backlog over late instead of losing it.  The
+    calibration burst goes out one packet per read, because the package's
+    start-up loop throws away whatever else a read brought once it is
+    calibrated.  Samples wait in a FIFO (``fifo_samples``, a minute by
+    default: the monitor's buffer and the host's USB queue); a host further
+    behind than that loses the overflow, counted as dropped, and
+    ``drop_every=N`` drops every N-th measurement slot on purpose, so
+    dropped-sample handling can be tested.
+
+The phone
+    The current comes from :class:`PowerModel`, whose ``busy`` callable a
+    thread of the firmware polls every ``BUSY_POLL_S`` while sampling (the
+    hardware measures the phone whether or not the host reads); each sample
+    takes the state at its own time, so a workload the host starts in
+    parallel shows up where it happened even when the samples are read late,
+    and a slow ``busy`` (a scan of ``/proc``) costs the reads nothing.
 
 Imports: ``numpy``, ``usb.core``, the ``Monsoon`` package's ``Operations``
 constants and :mod:`harness.energy.monsoon_sim_power`.
@@ -81,6 +94,9 @@ MAX_SAMPLES_PER_PACKET = 3
 ADC_VOLTS_PER_TICK = 62.5e-6
 FLOAT_TO_INT = op.Conversion.FLOAT_TO_INT
 CALIBRATION_BURST = 8  # zero/reference pairs at the start of sample mode
+BATCH_MAX_PACKETS = 1024  # the most one bulk read hands a late host: 0.6 s of samples
+BUSY_POLL_S = 0.005  # how often the phone's state is looked at while sampling
+FIFO_SECONDS = 60.0  # the default FIFO: how far behind a host may fall before samples are lost
 
 _MEASUREMENT = op.SampleType.Measurement
 _ZERO_CAL = op.SampleType.ZeroCal
@@ -106,8 +122,10 @@ class SimulatedMonsoonDevice:
     ``powerup_current_limit_a``, ``usb_passthrough``, ``voltage_channel``; the
     raw EEPROM in ``eeprom``, every set command in ``commands``) so tests can
     check them, and counts the samples it dropped in ``dropped_total`` (and the
-counter it sent in its first and last packets: ``first_packet_dropped``,
-``last_packet_dropped``).
+    counter it sent in its first and last packets: ``first_packet_dropped``,
+    ``last_packet_dropped``), the samples and packets it sent (``samples_sent``,
+    ``packets_sent``) and the bulk reads that carried them (``reads``, and the
+    most packets in one, ``largest_read_packets``).
     """
 
     idVendor = 0x2AB9
@@ -120,7 +138,7 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
         *,
         hardware: str = "HVPM",
         drop_every: int | None = None,
-        fifo_samples: int = 16384,
+        fifo_samples: int | None = None,
         usb_charge_ma: float = 0.0,
         firmware_version: int = op.ReturnCodes.CURRENT_FIRMWARE_REV,
         sample_rate_hz: float = SAMPLE_RATE_HZ,
@@ -135,7 +153,7 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
         self.serial_number = str(serial)
         self.power_model = power_model if power_model is not None else PowerModel()
         self.drop_every = drop_every
-        self.fifo_samples = int(fifo_samples)
+        self.fifo_samples = int(fifo_samples) if fifo_samples is not None else round(FIFO_SECONDS * sample_rate_hz)
         self.usb_charge_ma = float(usb_charge_ma)
         self.sample_rate_hz = float(sample_rate_hz)
         self.attached = True
@@ -156,9 +174,15 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
         self.last_packet_dropped = None
         self._t0 = 0.0
         self._next_slot = 0
-        self._fifo: deque[tuple[bytes, int]] = deque()
-        self._busy_prev = False
-        self._t_prev = 0.0
+        self.reads = 0  # bulk reads answered, and the most packets one of them carried
+        self.largest_read_packets = 0
+        # The FIFO: chunks of (18-byte records, dropped-sample counters, slot numbers), oldest first.
+        self._fifo: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque()
+        self._fifo_len = 0
+        # The phone's state over time: when it changed, and to what (polled by a thread while sampling).
+        self._busy_times: list[float] = []
+        self._busy_states: list[bool] = []
+        self._poller_stop = threading.Event()
 
     # ---------------------------------------------------------------- EEPROM
     def _factory_eeprom(self, firmware_version: int) -> dict[int, int]:
@@ -253,9 +277,9 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
                 self._start(wValue & 0xFFFF, max_samples)
             elif bRequest == op.Control_Codes.USB_REQUEST_STOP:
                 self._advance(time.monotonic())
-                self.sampling = False
+                self._stop_sampling()
             elif bRequest == op.Control_Codes.USB_REQUEST_RESET_TO_BOOTLOADER:
-                self.sampling = False
+                self._stop_sampling()
                 self.attached = False
                 raise usb.core.USBError("No such device (it left for the bootloader)", errno=19)
             else:
@@ -263,7 +287,7 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
             return len(data)
 
     def read(self, endpoint, size_or_buffer, timeout=None):
-        """The bulk IN endpoint: the next packet (up to 3 samples) once it is due."""
+        """The bulk IN endpoint: the packets that are due (at least one full one; a late host gets its backlog)."""
         if endpoint != 0x81:
             raise _stall(f"no endpoint {endpoint:#x}")
         deadline = time.monotonic() + (timeout if timeout else 1000) / 1000.0
@@ -272,10 +296,10 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
             with self._lock:
                 self._check_attached()
                 self._advance(now)
-                if len(self._fifo) >= MAX_SAMPLES_PER_PACKET or (self._fifo and not self.sampling):
-                    return self._packet()
+                if self._fifo_len >= MAX_SAMPLES_PER_PACKET or (self._fifo_len and not self.sampling):
+                    return self._packets()
                 if self.sampling:
-                    missing = MAX_SAMPLES_PER_PACKET - len(self._fifo)
+                    missing = MAX_SAMPLES_PER_PACKET - self._fifo_len
                     wake = self._t0 + (self._next_slot + missing) / self.sample_rate_hz
                 else:
                     wake = deadline
@@ -286,8 +310,9 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
     def reset(self) -> None:
         with self._lock:
             self._check_attached()
-            self.sampling = False
+            self._stop_sampling()
             self._fifo.clear()
+            self._fifo_len = 0
             self.resets += 1
 
     def _check_attached(self) -> None:
@@ -321,13 +346,47 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
         self.dropped_total = 0
         self.samples_sent = 0
         self.packets_sent = 0
+        self.reads = 0
+        self.largest_read_packets = 0
         self.first_packet_dropped = None
         self.last_packet_dropped = None
         self._t0 = now
         self._next_slot = 0
         self._fifo.clear()
-        self._busy_prev = self.power_model.is_busy()
-        self._t_prev = now
+        self._fifo_len = 0
+        self._busy_times, self._busy_states = [now], [self.power_model.is_busy()]
+        self._poller_stop = threading.Event()
+        if self.power_model.busy is not None:
+            threading.Thread(target=self._poll_busy, args=(self._poller_stop, now), name=f"monsoon-sim-{self.serial_number}",
+                             daemon=True).start()
+
+    def _stop_sampling(self) -> None:
+        self.sampling = False
+        self._poller_stop.set()
+
+    def _poll_busy(self, stop: threading.Event, polled_at: float) -> None:
+        """Record when the phone's state changes, while sampling: a change seen between two polls is put halfway."""
+        while not stop.wait(BUSY_POLL_S):
+            state = self.power_model.is_busy()  # outside the lock: it may be slow (a scan of /proc)
+            now = time.monotonic()
+            with self._lock:
+                if stop.is_set() or not self.attached:
+                    return
+                if state != self._busy_states[-1]:
+                    self._busy_times.append((polled_at + now) / 2.0)
+                    self._busy_states.append(state)
+            polled_at = now
+
+    def _busy_at(self, times: np.ndarray) -> np.ndarray:
+        """The phone's state at each of ``times`` (the last one known for times not polled yet)."""
+        change_times = np.asarray(self._busy_times)
+        index = np.searchsorted(change_times, times, side="right") - 1
+        states = np.asarray(self._busy_states, dtype=bool)[np.maximum(index, 0)]
+        # Forget the changes before these times (all later samples are later still), keeping the state they start in.
+        first = max(int(index[-1]), 0) if index.size else 0
+        if first:
+            del self._busy_times[:first], self._busy_states[:first]
+        return states
 
     def _slot_types(self, slots: np.ndarray) -> np.ndarray:
         burst = 2 * CALIBRATION_BURST
@@ -352,16 +411,11 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
         n = due - start
         if n <= 0:
             if due >= self.max_samples:
-                self.sampling = False
+                self._stop_sampling()
             return
         fs = self.sample_rate_hz
         slots = np.arange(start, due, dtype=np.int64)
-        # The workload's state: what busy() said last time before the midpoint, what it says now after.
-        busy_now = self.power_model.is_busy()
-        mid = (self._t_prev + now) / 2.0
-        busy = np.where(self._t0 + slots / fs < mid, self._busy_prev, busy_now)
-        self._busy_prev, self._t_prev = busy_now, now
-
+        busy = self._busy_at(self._t0 + slots / fs)
         kinds = self._slot_types(slots)
         words = self._sample_words(kinds, busy)
 
@@ -370,18 +424,17 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
             dropped = (kinds == _MEASUREMENT) & ((slots + 1) % self.drop_every == 0)
         counters = self.dropped_total + np.cumsum(dropped)
         kept = np.flatnonzero(~dropped)
-        space = max(self.fifo_samples - len(self._fifo), 0)
+        space = max(self.fifo_samples - self._fifo_len, 0)
         overflow = max(kept.size - space, 0)
         kept = kept[:space]
-        records = words[kept].astype(">u2").tobytes()
-        self._fifo.extend(
-            (records[i * SAMPLE_BYTES : (i + 1) * SAMPLE_BYTES], int(c) & 0xFFFF)
-            for i, c in enumerate(counters[kept])
-        )
+        if kept.size:
+            records = words[kept].astype(">u2").view(np.uint8).reshape(kept.size, SAMPLE_BYTES)
+            self._fifo.append((records, (counters[kept] & 0xFFFF).astype(np.uint16), slots[kept]))
+            self._fifo_len += kept.size
         self.dropped_total = int(counters[-1]) + overflow
         self._next_slot = due
         if due >= self.max_samples:
-            self.sampling = False
+            self._stop_sampling()
 
     def _sample_words(self, kinds: np.ndarray, busy: np.ndarray) -> np.ndarray:
         """Nine 16-bit words per slot: six current ranges, two voltages, sample type."""
@@ -422,16 +475,49 @@ counter it sent in its first and last packets: ``first_packet_dropped``,
         words[:, 8] = kinds
         return words
 
-    def _packet(self) -> array.array:
-        count = min(MAX_SAMPLES_PER_PACKET, len(self._fifo))
-        samples = [self._fifo.popleft() for _ in range(count)]
-        body = b"".join(rec for rec, _ in samples)
-        header = struct.pack("<HBB", samples[-1][1], 0, count)
-        packet = header + body
-        packet += bytes(PACKET_BYTES - len(packet))
+    def _take(self, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``count`` oldest samples out of the FIFO: their records and dropped-sample counters."""
+        records, counters, left = [], [], count
+        while left:
+            rec, cnt, slots = self._fifo[0]
+            if rec.shape[0] <= left:
+                self._fifo.popleft()
+            else:
+                self._fifo[0] = (rec[left:], cnt[left:], slots[left:])
+                rec, cnt = rec[:left], cnt[:left]
+            records.append(rec)
+            counters.append(cnt)
+            left -= rec.shape[0]
+        self._fifo_len -= count
+        return np.concatenate(records), np.concatenate(counters)
+
+    def _packets(self) -> array.array:
+        """The packets of one bulk read, back to back: one if the host keeps up, the backlog if it fell behind."""
+        per = MAX_SAMPLES_PER_PACKET
+        if self._fifo[0][2][0] < 2 * CALIBRATION_BURST:
+            count = min(per, self._fifo_len)  # the package's start-up loop keeps nothing else a read brings
+        else:
+            count = min(self._fifo_len, BATCH_MAX_PACKETS * per)
+            if self.sampling:
+                count -= count % per  # full packets while sampling; the last, short one once it stopped
+        records, counters = self._take(count)
+        full, rest = divmod(count, per)
+        packets = np.zeros((full + (rest > 0), PACKET_BYTES), dtype=np.uint8)
+        packets[:full, 4 : 4 + per * SAMPLE_BYTES] = records[: full * per].reshape(full, per * SAMPLE_BYTES)
+        sizes = np.full(packets.shape[0], per)
+        last = counters[per - 1 :: per][:full]  # each packet carries the counter of its last sample
+        if rest:
+            packets[full, 4 : 4 + rest * SAMPLE_BYTES] = records[full * per :].reshape(-1)
+            sizes[-1] = rest
+            last = np.append(last, counters[-1])
+        packets[:, 0] = last & 0xFF
+        packets[:, 1] = last >> 8
+        packets[:, 3] = sizes
         self.samples_sent += count
-        self.packets_sent += 1
+        self.packets_sent += packets.shape[0]
+        self.reads += 1
+        self.largest_read_packets = max(self.largest_read_packets, packets.shape[0])
         if self.first_packet_dropped is None:
-            self.first_packet_dropped = samples[-1][1]
-        self.last_packet_dropped = samples[-1][1]
-        return array.array("B", packet)
+            self.first_packet_dropped = int(last[0])
+        self.last_packet_dropped = int(last[-1])
+        return array.array("B", packets.tobytes())

@@ -26,8 +26,8 @@ from Monsoon import Operations as op
 class PowerModel:
     """The phone behind the monitor: idle or busy current, plus Gaussian noise.
 
-    ``busy`` is called (from the thread reading samples) as simulated time
-    advances and returns True while a workload runs.  Currents are those drawn
+    ``busy`` is called (from the firmware's own thread, every few ms while it
+    samples) and returns True while a workload runs.  Currents are those drawn
     at ``voltage_v``; the phone is a constant-power load, so at another output
     voltage the current scales by ``voltage_v / vout``.
     """

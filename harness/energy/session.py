@@ -18,6 +18,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -201,11 +202,12 @@ class EnergySession:
         thread = threading.Thread(target=capture, daemon=True)
         thread.start()
         ui.status(f"{item.key}: idle {settings.idle_s:g} s for the baseline, then {settings.runs} runs")
-        time.sleep(settings.idle_s)
+        _sleep(settings.idle_s)
         host_start = time.time()
         runner.run_tool(runner.command(remote, 0, settings.runs, 0.0), label)  # exactly `runs`, no warm-up
         host_end = time.time()
-        thread.join()
+        while thread.is_alive():
+            thread.join(WAKE_S)
         if "error" in captured:
             error = captured["error"]
             raise error if isinstance(error, ChameleonError) else SessionError(f"capture failed: {error}")
@@ -223,6 +225,17 @@ class EnergySession:
         )
         store.append_results(self.results_path, [row])
         item.result, item.trace_file = result.to_json(), trace_name
+
+
+# The main thread waits in slices of this: Python runs a Ctrl-C or SIGTERM handler only in the main thread, and
+# when the kernel hands the signal to another thread (the capture's), a long sleep or join there is not cut short.
+WAKE_S = 0.2
+
+
+def _sleep(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, WAKE_S))
 
 
 def _signature_or_none(item: SessionItem) -> OpSignature | None:
@@ -283,41 +296,104 @@ def model_items(folder: Path) -> list[tuple[str, str, Callable[[], Path]]]:
     return [(f.name, "model", (lambda f=f: f)) for f in files]
 
 
-def loopback_busy(sandbox: Path, cache_s: float = 0.01) -> Callable[[], bool]:
+def loopback_busy(sandbox: Path, cache_s: float = 0.01, root_pid: int | None = None) -> Callable[[], bool]:
     """True while the loopback phone runs benchmark_model: the simulated monitor's power model follows it.
 
     The loopback device runs its commands as processes of this machine; one
     whose command line names the device's sandbox and benchmark_model is the
     phone computing.  (It includes the stand-in's own start-up, about 0.5 s,
-    which a real phone spends loading the model.)
+    which a real phone spends loading the model.)  With ``root_pid`` (the
+    process serving the loopback device) only its descendants are looked at:
+    a handful of files instead of every process of a busy machine, which the
+    monitor's poller would otherwise read a hundred times a second.
     """
     marker, tool = str(sandbox).encode(), b"benchmark_model"
     state = {"at": 0.0, "busy": False}
 
+    def is_the_tool(pid: str) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            return False
+        return tool in cmdline and marker in cmdline and b"--graph" in cmdline
+
+    def descendants(pid: int) -> list[str] | None:
+        """Every process below ``pid`` (None when this kernel does not list children)."""
+        found, todo = [], [str(pid)]
+        while todo:
+            parent = todo.pop()
+            try:
+                tasks = os.listdir(f"/proc/{parent}/task")
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    with open(f"/proc/{parent}/task/{task}/children", "rb") as handle:
+                        children = handle.read().split()
+                except FileNotFoundError:
+                    if parent == str(pid):
+                        return None
+                    continue
+                except OSError:
+                    continue
+                todo += [c.decode() for c in children]
+                found += [c.decode() for c in children]
+        return found
+
     def busy() -> bool:
         now = time.monotonic()
         if now - state["at"] >= cache_s:
-            state["at"], state["busy"] = now, False
-            for entry in os.scandir("/proc"):
-                if entry.name.isdigit():
-                    try:
-                        with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                            cmdline = handle.read()
-                    except OSError:
-                        continue
-                    if tool in cmdline and marker in cmdline and b"--graph" in cmdline:
-                        state["busy"] = True
-                        break
+            pids = descendants(root_pid) if root_pid is not None else None
+            if pids is None:
+                pids = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
+            state["at"], state["busy"] = now, any(is_the_tool(pid) for pid in pids)
         return state["busy"]
 
     return busy
+
+
+DEMO_SANDBOX_PREFIX = "chameleon-demo-phone-"
+
+
+def demo_sandbox() -> Path:
+    """A new folder for the demo phone's filesystem, named after this process (``chameleon-demo-phone-PID-*``).
+
+    The session removes it on every way out but SIGKILL; what a killed session
+    left is removed here, by the next demo: this user's sandboxes whose
+    process is gone.
+    """
+    import tempfile
+
+    root = Path(tempfile.gettempdir())
+    for folder in root.glob(f"{DEMO_SANDBOX_PREFIX}*-*"):
+        pid = folder.name[len(DEMO_SANDBOX_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid() or _alive(int(pid)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{DEMO_SANDBOX_PREFIX}{os.getpid()}-"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 class lab_setup:
     """The phone (over Wi-Fi ADB) and the monitor, checked and connected; released on exit.
 
     ``demo``: a simulated Monsoon whose power model follows what the phone runs;
-    without ``adb``, a loopback ADB device started here plays the phone.
+    without ``adb``, a loopback ADB device started here plays the phone, in a
+    temporary folder (:func:`demo_sandbox`) removed on exit, whatever the way
+    out (an error, Ctrl-C, SIGTERM made a Ctrl-C by the CLI).
     """
 
     def __init__(self, profile: Any, adb: str | None, monsoon_serial: str | None, demo: bool, voltage_v: float,
@@ -326,6 +402,7 @@ class lab_setup:
         self.loopback = None
         self.runner = None
         self.monitor = None
+        self.sandbox: Path | None = None  # the demo phone's folder: removed on exit
 
     def __enter__(self) -> tuple[Any, MonsoonSource, str]:
         from harness.runners.android import transport_for
@@ -341,12 +418,10 @@ class lab_setup:
         sandbox = None
         adb = self.adb
         if self.demo and adb is None:
-            import tempfile
-
             from harness.fake_device import LoopbackAdbDevice
             from harness.fake_device.device import install_standin_tools
 
-            sandbox = Path(tempfile.mkdtemp(prefix="chameleon-demo-phone-"))
+            sandbox = self.sandbox = demo_sandbox()
             self.loopback = LoopbackAdbDevice(sandbox=sandbox).start()
             install_standin_tools(self.loopback)
             adb = self.loopback.address
@@ -365,7 +440,8 @@ class lab_setup:
             from harness.energy.monsoon_sim import PowerModel, SimulatedMonsoonProtocol
 
             serial = self.serial or "SIM-0001"
-            busy = loopback_busy(sandbox if sandbox is not None else Path("/data/local/tmp"))
+            busy = (loopback_busy(sandbox, root_pid=os.getpid()) if sandbox is not None
+                    else loopback_busy(Path("/data/local/tmp")))
             model = PowerModel(idle_ma=120.0, active_ma=850.0, voltage_v=self.voltage_v, noise_ma=8.0, busy=busy)
             self.monitor = MonsoonSource(serial, voltage_v=self.voltage_v, protocol=SimulatedMonsoonProtocol(serial=serial, power_model=model))
             label = f"Monsoon HVPM serial {serial} (simulated)"
@@ -377,9 +453,23 @@ class lab_setup:
         return self.runner, self.monitor, label
 
     def __exit__(self, *exc: object) -> None:
+        """Release everything, each part even when another fails or a second Ctrl-C comes; that one is re-raised."""
+        interrupted: BaseException | None = None
         for close in (lambda: self.monitor and self.monitor.restore(), lambda: self.monitor and self.monitor.close(),
-                      lambda: self.runner and self.runner.close(), lambda: self.loopback and self.loopback.stop()):
+                      lambda: self.runner and self.runner.close(), lambda: self.loopback and self.loopback.stop(),
+                      self._remove_sandbox):
             try:
                 close()
             except Exception:  # releasing one part must not keep the others held
                 pass
+            except BaseException as err:  # KeyboardInterrupt: finish releasing first
+                interrupted = interrupted or err
+        if interrupted is not None:
+            if self.sandbox is not None:  # the interrupt came in the middle of removing it
+                self._remove_sandbox()
+            raise interrupted
+
+    def _remove_sandbox(self) -> None:
+        if self.sandbox is not None:
+            shutil.rmtree(self.sandbox, ignore_errors=True)
+            self.sandbox = None
