@@ -1,6 +1,6 @@
 """NetAdapt against width multipliers on this CPU (NetAdapt §4, Fig. 5 / Table 3, on a built-in data set).
 
-1. Train the start network (a chamnet-mobile-mini baseline, ``uniform-1w-48``
+1. Train the start network (a chamnet-mobile-mini baseline, ``uniform-widest-48``
    by default: every stage at its widest, t = 6, 48 px) on ``--data``
    (default ``glyphs``: on ``digits`` every width scores within the test
    split's noise, so no method can win there) with the trainer's default
@@ -37,7 +37,7 @@ The run folder (checkpoints, ONNX files, the LUT, NetAdapt's state) is
 re-running resumes it.  Results: ``--out-dir``/netadapt_vs_multipliers-<data>
 .json, .md and the frontier PNG.
 
-Usage:  python benchmarks/netadapt_vs_multipliers.py [--data glyphs] [--seeds 3] [--start uniform-1w-48] [--budgets 85%,70%,55%,40%]
+Usage:  python benchmarks/netadapt_vs_multipliers.py [--data glyphs] [--seeds 3] [--start uniform-widest-48] [--budgets 85%,70%,55%,40%]
             [--short-term-steps 20] [--initial-reduction 4%] [--multipliers 0.25,0.5,0.75,1]
             [--device xeon] [--workers 2] [--work DIR] [--out-dir benchmarks/results] [--json]
 """
@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="glyphs", help="built-in data set (glyphs, mnist-5k, digits) or an ImageFolder")
-    parser.add_argument("--start", default="uniform-1w-48", help="chamnet-mobile-mini baseline to start from")
+    parser.add_argument("--start", default="uniform-widest-48", help="chamnet-mobile-mini baseline to start from")
     parser.add_argument("--budgets", default="85%,70%,55%,40%")
     parser.add_argument("--short-term-steps", type=int, default=20)
     parser.add_argument("--long-term-epochs", type=int, default=5)

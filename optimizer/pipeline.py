@@ -39,7 +39,7 @@ from optimizer.progress import ProgressContext
 FRONTIER_FRACTIONS: tuple[float, ...] = (0.6, 0.8, 1.0, 1.25)
 # The default budget is the predicted latency of this baseline: the search then has to beat
 # a uniform-width network of the same speed.
-DEFAULT_BUDGET_BASELINE = "uniform-0.5w-48"
+DEFAULT_BUDGET_BASELINE = "uniform-mid-48"
 
 
 class PipelineError(ChameleonError):
@@ -118,6 +118,8 @@ class PipelineResult:
     reused: dict[str, int] = field(default_factory=dict)
     # Whether the host was quiet while each step measured (harness.contention.summarize): trusted, reason, phases.
     contention: dict[str, Any] = field(default_factory=dict)
+    # Why the accuracy predictor may not tell networks apart (optimizer.search.defaults.predictor_warnings).
+    predictor_warnings: list[str] = field(default_factory=list)
 
     @property
     def winner(self) -> Outcome:
@@ -155,6 +157,7 @@ def _run_pipeline(config: PipelineConfig, console: Any, job: Tracker) -> Pipelin
     from harness.sweep import run_sweep
     from optimizer.accuracy.predictors import build_accuracy_predictor
     from optimizer.latency.lut_model import LatencyPredictor, LutLatencyModel
+    from optimizer.search.defaults import predictor_warnings, remember_predictor
     from optimizer.search.frontier import baseline_points, load_latency, search_budgets
     from optimizer.spaces import get_space
     from optimizer.training.trainer import TorchTrainer
@@ -203,6 +206,8 @@ def _run_pipeline(config: PipelineConfig, console: Any, job: Tracker) -> Pipelin
         p=config.per_round, q=config.per_round, budget=config.trainings, flops=space.macs_many,
         random_state=config.seed, gp_params={"n_restarts_optimizer": 0})
     predictor.save(out / "accuracy_predictor.json")
+    remember_predictor(predictor, space.name)  # the space's predictor for `optimize --lut` on any device's LUT
+    warnings = predictor_warnings(predictor, space)
     reused["trainings"] = trainer.n_reused
     loo_rmse = float(np.sqrt(predictor.loo_mse()))
     say.done(f"GP on {len(predictor.y_train_)} trained networks, leave-one-out RMSE {loo_rmse:.4f}")
@@ -259,7 +264,7 @@ def _run_pipeline(config: PipelineConfig, console: Any, job: Tracker) -> Pipelin
         device=profile.name, device_model=sweep.device_model, lut=str(out / "lut.parquet"), lut_rows=sweep.rows_in_lut,
         observations=str(out / "observations.parquet"), trained_samples=int(len(predictor.y_train_)),
         predictor_loo_rmse=loo_rmse, correction=correction.to_json() if correction else {}, budget_ms=budget, budget_source=budget_source, reference=reference,
-        outcomes=outcomes, steps_s=steps, reused=reused, contention=summarize(contention))
+        outcomes=outcomes, steps_s=steps, reused=reused, contention=summarize(contention), predictor_warnings=warnings)
     observed = _observations(out / "observations.parquet", space)
     result.frontier_png = str(plot_pipeline_frontier(
         result, baseline_points(space, latency, predictor), observed, latency, out / "frontier.png",
@@ -374,7 +379,11 @@ def plot_pipeline_frontier(result: PipelineResult, baselines: list[dict[str, Any
         ax.scatter(latency.predict(X).latency_ms, acc, s=14, color="tab:blue", alpha=0.5,
                    label="Algorithm 1 samples (LUT latency, trained accuracy)")
     ax.scatter([b["latency_ms"] for b in baselines], [b["accuracy"] for b in baselines], s=18, marker="s",
-               color="tab:orange", alpha=0.7, label="uniform-width baselines (predicted)")
+               color="tab:orange", alpha=0.7, label="uniform-width baselines (LUT latency, predicted accuracy)")
+    ref = result.reference
+    if ref:  # the reference as the table gives it: measured and trained, not the predicted square above
+        ax.scatter([ref["measured_latency_ms"]], [ref["trained_accuracy"]], s=60, marker="D", color="tab:red", zorder=5,
+                   label=f"{ref['name']} (measured latency, trained accuracy)")
     chosen = sorted(result.outcomes, key=lambda o: o.budget_ms)
     ax.plot([o.predicted_latency_ms for o in chosen], [o.predicted_accuracy for o in chosen], ls="--", marker="*",
             ms=9, color="grey", label="EES choices (predicted)")

@@ -37,7 +37,7 @@ TINY = NetAdaptSettings(short_term_steps=3, long_term_epochs=1, initial_fraction
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A small mini-space network at 32 px, trained one epoch on digits."""
-    x = SPACE.baselines()["uniform-0.5w-32"]
+    x = SPACE.baselines()["uniform-mid-32"]
     path = tmp_path_factory.mktemp("netadapt-model") / "model.pt"
     train_architecture(SPACE.name, x, "digits", TrainingSettings(epochs=1), checkpoint=path)
     return path
@@ -137,7 +137,7 @@ def test_the_latency_table_measures_missing_counts_or_flags_interpolated_ones(tm
 
 
 def load_network_units():
-    x = SPACE.baselines()["uniform-0.5w-32"]
+    x = SPACE.baselines()["uniform-mid-32"]
     return SPACE.signatures(x), x
 
 

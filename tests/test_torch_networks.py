@@ -84,7 +84,7 @@ def test_torch_network_export_matches_the_space_and_pytorch(name, tmp_path):
 
 def test_folded_parameters_follow_graph_order_and_shapes():
     space = get_space("chamnet-mobile-mini")
-    x = space.baselines()["uniform-0.5w-32"]
+    x = space.baselines()["uniform-mid-32"]
     net = build_torch_network(space, x)
     pairs = net.folded_parameters()
     model = build_network(space.signatures(x), parameters=pairs)
@@ -97,8 +97,8 @@ def test_folded_parameters_follow_graph_order_and_shapes():
 
 def test_build_network_refuses_parameters_that_do_not_fit():
     space = get_space("chamnet-mobile-mini")
-    units = space.signatures(space.baselines()["uniform-0w-32"])
-    pairs = build_torch_network(space, space.baselines()["uniform-0w-32"]).folded_parameters()
+    units = space.signatures(space.baselines()["uniform-narrowest-32"])
+    pairs = build_torch_network(space, space.baselines()["uniform-narrowest-32"]).folded_parameters()
     with pytest.raises(InvalidSignature, match="the graph used"):
         build_network(units, parameters=pairs + [pairs[-1]])
     with pytest.raises(InvalidSignature, match="needs more"):

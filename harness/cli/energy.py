@@ -53,13 +53,21 @@ def energy_measure(
         raise ChameleonError(f"device {profile.name!r} is measured with a power monitor: use bench energy session")
     sig = parse_signature(signature)
     counter = counter_for(profile.energy.source)  # fails here, before any work, when the counter is unreadable
+    from harness.contention import ContentionProbe
+
     runner = make_runner(profile)
+    probe = ContentionProbe.for_profile(profile)  # was the core ours while the op ran? (not while idling)
     try:
         op = runner.prepare(sig)
-        result = measure_with_counter(counter, op.run_once, min_seconds=seconds, idle_seconds=idle_seconds)
+        result = measure_with_counter(counter, op.run_once, min_seconds=seconds, idle_seconds=idle_seconds,
+                                      around_runs=probe.timed)
     finally:
         runner.close()
-    report = {"device": profile.name, "device_model": runner.identity.model, "signature": sig.key, **result.to_json()}
+    contention = probe.report()
+    report = {"device": profile.name, "device_model": runner.identity.model, "signature": sig.key, **result.to_json(),
+              "contention": contention.to_json()}
+    if not contention.trusted:
+        err.print(f"warning: measured on a contended host: {contention.reason}", markup=False, soft_wrap=True)
     if as_json:
         emit_json(report)
     else:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from contextlib import nullcontext
+from typing import Callable, ContextManager, Protocol
 
 from harness.errors import ChameleonError
 
@@ -139,12 +140,14 @@ class CounterEnergy:
 
 def measure_with_counter(counter: EnergyCounter, run_once: Callable[[], object], min_seconds: float = 2.0,
                          min_runs: int = 10, idle_seconds: float = 0.0, clock: Callable[[], float] = time.perf_counter,
-                         sleep: Callable[[float], None] = time.sleep) -> CounterEnergy:
+                         sleep: Callable[[float], None] = time.sleep,
+                         around_runs: Callable[[], ContextManager[object]] = nullcontext) -> CounterEnergy:
     """Run ``run_once`` for at least ``min_seconds`` and ``min_runs`` between two counter readings.
 
     With ``idle_seconds`` > 0 the idle power is read first over that time and
     its energy over the measured time subtracted, so the result is the energy
     the workload added (ChamNet's baseline subtraction, for counters).
+    ``around_runs`` encloses the runs alone, not the idle wait (a contention probe's ``timed``).
     """
     idle_power = None
     if idle_seconds > 0:
@@ -152,11 +155,12 @@ def measure_with_counter(counter: EnergyCounter, run_once: Callable[[], object],
         sleep(idle_seconds)
         idle_power = (counter.read_mj() - start_mj) / (clock() - start)  # mJ/s = mW
     runs = 0
-    start_mj, start = counter.read_mj(), clock()
-    while runs < min_runs or clock() - start < min_seconds:
-        run_once()
-        runs += 1
-    seconds = clock() - start
+    with around_runs():
+        start_mj, start = counter.read_mj(), clock()
+        while runs < min_runs or clock() - start < min_seconds:
+            run_once()
+            runs += 1
+        seconds = clock() - start
     energy = counter.read_mj() - start_mj
     active = energy - (idle_power * seconds if idle_power is not None else 0.0)  # mW·s = mJ
     return CounterEnergy(counter.name, runs, seconds, energy, idle_power, active / runs)

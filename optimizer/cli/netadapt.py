@@ -173,7 +173,7 @@ def layer_lut(
     signatures = layer_grid(net.signatures, step)
     plan = Plan(name=f"layer-lut-{model.stem}", description=f"layer-wise LUT of {model}", source=model,
                 signatures=tuple(dict.fromkeys([*signatures, OVERHEAD_SIGNATURE])))
-    with ProgressContext(stderr if stderr.is_terminal else None, "layer entries") as on_progress:
+    with ProgressContext(stderr, "layer entries") as on_progress:  # a bar on a terminal, plain lines in a log
         result = run_sweep(profile, plan, lut, on_progress=on_progress)
     if result.interrupted:
         stderr.print(f"interrupted: what was measured is kept in {lut}; run the same command again to go on")

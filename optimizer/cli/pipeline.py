@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from harness.cli.options import SEED_MAX
-from harness.cli.common import emit_json, sigterm_as_ctrl_c, stdout
+from harness.cli.common import emit_json, sigterm_as_ctrl_c, stderr, stdout
 from harness.errors import ChameleonError
 
 
@@ -36,7 +36,6 @@ def pipeline(
 ) -> None:
     """The main job: sweep this device, build the accuracy predictor from real trainings, search, export, measure again."""
 
-    from harness.cli.common import stderr
     from optimizer.pipeline import PipelineConfig, run_pipeline
     from optimizer.search.frontier import parse_budgets
 
@@ -64,15 +63,22 @@ def pipeline(
 def _print_pipeline(result) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result.config['space']} on {result.device} ({result.device_model}): predicted against measured")
-    for column in ("budget ms", "LUT ms", "measured ms", "error", "in budget", "acc pred", "acc trained", "MMACs"):
-        table.add_column(column, justify="right")
+    # Budgets that picked the same network share one row (a pick that fits a tight budget fits the looser ones).
+    rows: dict[tuple[int, ...], list] = {}
     for o in sorted(result.outcomes, key=lambda o: o.budget_ms):
-        main = o.budget_ms == result.budget_ms
-        table.add_row(f"{'▶ ' if main else ''}{o.budget_ms:.3f}", f"{o.predicted_latency_ms:.3f}", f"{o.measured_latency_ms:.3f}",
-                      f"{o.latency_error:+.1%}", "yes" if o.over_budget <= 0 else f"no, +{o.over_budget:.1%}",
+        rows.setdefault(tuple(o.genes), []).append(o)
+    table = Table(title=f"{result.config['space']} on {result.device} ({result.device_model}): predicted against measured")
+    for column in ("budget ms", "LUT ms", "measured ms", "LUT error", "in budget", "acc pred", "acc trained", "MMACs"):
+        table.add_column(column, justify="right")
+    for group in rows.values():
+        o = group[0]  # the tightest budget of the group: the one the network must meet
+        main = any(g.budget_ms == result.budget_ms for g in group)
+        table.add_row(f"{'▶ ' if main else ''}" + ", ".join(f"{g.budget_ms:.3f}" for g in group), f"{o.predicted_latency_ms:.3f}",
+                      f"{o.measured_latency_ms:.3f}", f"{o.latency_error:+.1%}", "yes" if o.over_budget <= 0 else f"no, +{o.over_budget:.1%}",
                       f"{o.predicted_accuracy:.3f}", f"{o.trained_accuracy:.3f}", f"{o.macs / 1e6:.2f}")
     stdout.print(table)
+    stdout.print("LUT error = LUT latency / measured latency − 1: + the LUT (with its network correction) predicted slower "
+                 "than measured, − faster" + (f"; {len(result.outcomes)} budgets picked {len(rows)} networks" if len(rows) < len(result.outcomes) else ""))
     w, ref = result.winner, result.reference
     verdict = ("within its budget" if w.over_budget <= 0
                else f"OVER its budget by {w.measured_latency_ms - w.budget_ms:.3f} ms ({w.over_budget:.1%})")
@@ -82,6 +88,8 @@ def _print_pipeline(result) -> None:
                  f"(GP from {result.trained_samples} trainings, leave-one-out RMSE {result.predictor_loo_rmse:.3f})")
     if ref:
         stdout.print(f"reference {ref['name']}: measured {ref['measured_latency_ms']:.3f} ms, trained accuracy {ref['trained_accuracy']:.3f}")
+    for warning in result.predictor_warnings:
+        stderr.print(f"warning: {warning}", markup=False, soft_wrap=True)
     stdout.print(f"wrote {result.config['out']}/result.json, {w.onnx}, {result.frontier_png}")
 
 

@@ -148,8 +148,9 @@ def chamnet_mobile_mini() -> SearchSpace:
     space = build_space("chamnet-mobile-mini", genes, stages, "resolution", {},
                         "ChamNet-Mobile-mini: Table 1's stages at a third of the widths, 32-64 px, 10 classes "
                         "(the main job's space)")
-    # Baselines: one uniform width for every stage (the fraction of each range), MobileNetV2's t = 6 and n.
-    for fraction in (0.0, 0.5, 1.0):
+    # Baselines: one uniform width for every stage (the narrowest, middle or widest of each stage's range),
+    # MobileNetV2's t = 6 and n; named by that width, not by the fraction ("uniform-0w" read as zero width).
+    for fraction, width in ((0.0, "narrowest"), (0.5, "mid"), (1.0, "widest")):
         for res in space.genes[0].values:
             x = space.low + np.rint(fraction * (space.high - space.low) / space.steps).astype(np.int64) * space.steps
             x[0] = res
@@ -157,7 +158,7 @@ def chamnet_mobile_mini() -> SearchSpace:
                 x[space.index(f"t{s}")] = 6
                 if f"n{s}" in space.gene_names:
                     x[space.index(f"n{s}")] = min(n, space.high[space.index(f"n{s}")])
-            space._baselines[f"uniform-{fraction:g}w-{int(res)}"] = x
+            space._baselines[f"uniform-{width}-{int(res)}"] = x
     return space
 
 
