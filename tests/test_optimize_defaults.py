@@ -86,6 +86,7 @@ def test_optimize_with_a_lut_alone_prints_a_frontier_and_writes_its_png(tmp_path
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["space"] == MINI.name and document["accuracy_predictor"].endswith("(beside the LUT)")
+    assert document["network_correction"] is None  # none beside this LUT: the plain sum
     assert len(document["choices"]) == len(document["budgets_ms"]) >= 3
     assert Path(document["frontier_png"]).is_file() and (out / "result.json").is_file()
     text = run_optimize("--lut", str(lut), "--out", str(out), "--generations", "5", env={"CHAMELEON_CACHE": str(tmp_path / "cache")})

@@ -50,7 +50,7 @@ def _root(
     accuracy_file: Optional[Path] = typer.Option(None, "--accuracy", help="Accuracy observations (Parquet/CSV: genes + accuracy) or a saved predictor (.json) (default: the space's predictor beside the LUT, in the cache, or shipped)."),
     energy_file: Optional[Path] = typer.Option(None, "--energy-model", help="Energy observations (genes + energy_mj) or a saved predictor."),
     interpolate: bool = typer.Option(False, "--interpolate", help="Estimate units missing from the LUT (flagged) instead of failing."),
-    correction: Optional[Path] = typer.Option(None, "--correction", help="A network correction of this LUT (JSON, fitted on measured networks: the main job's network_correction.json)."),
+    correction: Optional[Path] = typer.Option(None, "--correction", help="A network correction of this LUT (JSON, fitted on measured networks; default: network_correction.json beside the LUT, as the main job leaves it)."),
     out_dir: Path = typer.Option(Path("optimize_out"), "--out", "-o", help="Folder for result.json, the ONNX export(s) and frontier.png."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seed of the search (same seed, same result)."),
     generations: int = typer.Option(100, "--generations", min=1, max=100_000, help="EES generations (ChamNet: 100)."),
@@ -79,6 +79,11 @@ def _root(
     if space_name is None:
         space_name = infer_space(LutLatencyModel.from_file(lut).median_us, str(lut))
     space = get_space(space_name)
+    correction_source = None if correction is None else str(correction)
+    if correction is None and (lut.parent / "network_correction.json").is_file():
+        # The main job leaves the correction it fitted on this LUT beside it: a network is not the plain sum of its units.
+        correction = lut.parent / "network_correction.json"
+        correction_source = f"{correction} (beside the LUT)"
     latency_model = load_latency(lut, space, interpolate, correction)
     if accuracy_file is not None:
         accuracy_model, accuracy_source = load_predictor(accuracy_file, space, target="accuracy", seed=seed), str(accuracy_file)
@@ -101,7 +106,7 @@ def _root(
         record["onnx"] = str(space.export_onnx(choice.genes, out_dir / f"{space.name}-{choice.budget_ms:g}ms.onnx"))
         results.append(record)
     document = {"space": space.name, "lut": str(lut), "device": latency_model.lut.device, "seed": seed,
-                "accuracy_predictor": accuracy_source, "warnings": warnings, "budgets_ms": budgets, "budget_source": budget_source,
+                "accuracy_predictor": accuracy_source, "network_correction": correction_source, "warnings": warnings, "budgets_ms": budgets, "budget_source": budget_source,
                 "choices": results, "interpolated_signatures": list(latency_model.interpolated_keys)}
     points = baseline_points(space, latency_model, accuracy_model)
     document["baselines"] = points
@@ -145,5 +150,6 @@ def _print_choices(space, choices, document) -> None:
                      "a looser one found nothing better)")
     if document["interpolated_signatures"]:
         stdout.print(f"* latency includes {len(document['interpolated_signatures'])} LUT entries interpolated from measured ones (--interpolate)")
-    stdout.print(f"budgets: {document['budget_source']}; accuracy predictor: {document['accuracy_predictor']}")
+    stdout.print(f"budgets: {document['budget_source']}; accuracy predictor: {document['accuracy_predictor']}; "
+                 f"network correction: {document['network_correction'] or 'none (the plain LUT sum)'}")
     stdout.print(f"wrote {document['result_json']}, {len(choices)} ONNX export(s), {document.get('frontier_png', '')}")
