@@ -96,3 +96,30 @@ def test_a_correction_needs_enough_networks_and_the_lut_device() -> None:
         NetworkCorrection.fit(estimates, [100.0, 200.0])
     with pytest.raises(InvalidCorrection, match="device 'pixel'"):
         LutLatencyModel({}, 3.0, "x.parquet", "xeon", NetworkCorrection(device="pixel"))
+
+
+def test_the_slot_tables_give_the_same_latencies_whatever_the_batch_order_and_size() -> None:
+    """The array lookup (issue 17: no per-row Python at search batch sizes) against one architecture at a time."""
+    import numpy as np
+
+    from harness.lut.store import rows_to_table, write_lut_atomic
+    from harness.signature import make_signature
+    from lut_rows import row
+    from optimizer.latency.lut_model import LatencyPredictor, LutLatencyModel
+    from optimizer.spaces import get_space
+    import tempfile
+    from pathlib import Path
+
+    space = get_space("chamnet-mobile-mini")
+    units = [s for s in space.all_signatures() if s.kind != "identity"]
+    rows = [row(make_signature("identity"), median=5.0)] + [row(s, median=1.0 + (i % 13) + s.macs / 1e4) for i, s in enumerate(units)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "lut.parquet"
+        write_lut_atomic(rows_to_table(rows), path)
+        model = LutLatencyModel.from_file(path)
+        X = space.random(300, np.random.default_rng(0))
+        one_by_one = np.array([model.estimate(space.signatures(x)).latency_us / 1000 for x in X])
+        predictor = LatencyPredictor(model, space)
+        small_batches = np.concatenate([predictor.predict(X[i:i + 7]).latency_ms for i in range(0, len(X), 7)])
+        fresh = LatencyPredictor(model, space).predict(X[::-1]).latency_ms[::-1]
+    assert np.allclose(small_batches, one_by_one) and np.allclose(fresh, one_by_one)

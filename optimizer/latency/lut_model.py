@@ -207,9 +207,14 @@ class LatencyPredictor:
 
     def __init__(self, lut: LutLatencyModel, space: Any, interpolate: bool = False) -> None:
         self.lut, self.space, self.interpolate = lut, space, interpolate
-        self._cache: list[dict[tuple[int, ...], tuple[float, bool, int]]] = [{} for _ in space.slots]  # µs, interpolated, output elements
+        # One lookup table per slot of the space: a unit's LUT entry is found once, then by array indexing.
+        self._tables = [_SlotTable(slot, self._unit_entry) for slot in space.slots]
         self._neighbours: dict[tuple, list[tuple[float, float]]] | None = None
         self.interpolated_keys: set[str] = set()
+
+    def _unit_entry(self, signature: OpSignature) -> tuple[float, bool, int]:
+        """A unit's median (µs, NaN when missing), whether it was interpolated, and its output elements."""
+        return (*self._unit_us(signature), math.prod(signature.output_shape))
 
     def _unit_us(self, signature: OpSignature) -> tuple[float, bool]:
         value = self.lut.median_us.get(signature.key)
@@ -248,32 +253,23 @@ class LatencyPredictor:
             units, elements, last = (np.zeros(X.shape[0]) for _ in range(3))
         flagged = np.zeros(X.shape[0], dtype=bool)
         missing: set[str] = set()
-        for slot, cache in zip(self.space.slots, self._cache):
+        for slot, table in zip(self.space.slots, self._tables):
             counts = np.asarray(slot.count(X))
             present = counts > 0
             if not present.any():
                 continue
             params = np.asarray(slot.params(X))
-            rows, inverse = _unique_rows(params)
-            values = np.empty(len(rows))
-            guessed = np.zeros(len(rows), dtype=bool)
-            outputs = np.empty(len(rows))
-            for i, row in enumerate(map(tuple, rows.tolist())):
-                if row not in cache:
-                    signature = slot.signature(row)
-                    cache[row] = (*self._unit_us(signature), math.prod(signature.output_shape))
-                values[i], guessed[i], outputs[i] = cache[row]
-            inverse = inverse.reshape(-1)
-            unit = values[inverse]
+            index = table.lookup(params)
+            unit = table.values[index]
             absent_in_lut = np.isnan(unit) & present
             if absent_in_lut.any():
-                for i in np.unique(inverse[absent_in_lut]):
-                    missing.add(slot.signature(tuple(rows[i].tolist())).key)
+                for i in np.unique(index[absent_in_lut]):
+                    missing.add(slot.signature(tuple(int(v) for v in table.rows[i])).key)
                 continue
             total += np.where(present, counts * (unit - overhead), 0.0)
-            flagged |= guessed[inverse] & present
+            flagged |= table.guessed[index] & present
             if correction is not None:
-                output = outputs[inverse]
+                output = table.outputs[index]
                 units += np.where(present, counts, 0)
                 elements += np.where(present, counts * output, 0.0)
                 last = np.where(present, output, last)
@@ -290,22 +286,69 @@ class LatencyPredictor:
         return LatencyPrediction(total / 1000.0, flagged, tuple(sorted(self.interpolated_keys)))
 
 
-def _unique_rows(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(params, axis=0, return_inverse=True)``, fast for small non-negative integer rows.
+class _SlotTable:
+    """The LUT entries of one slot's units, found by array lookups at search batch sizes.
 
-    Each row is packed into one int64 (mixed radix over the columns' ranges)
-    and deduplicated in 1-D, an order of magnitude faster than a row-wise
-    unique; rows that cannot be packed fall back to it.
+    A unit is a row of the slot's integer parameters.  Each row is packed into one int64 key (mixed
+    radix, one power of two per column, grown when a larger value arrives) and the keys seen so far
+    are kept sorted, so a batch of architectures costs a ``searchsorted``; only rows never seen
+    before go through Python (the signature, the LUT dictionary).  EES asks for ~84 architectures
+    at a time, thousands of times: np.unique and a loop over unique rows per call made the latency
+    model most of a search's time (issue 17).
     """
-    params = params.reshape(len(params), -1)
-    if params.size and np.issubdtype(params.dtype, np.integer) and params.min() >= 0:
-        radix = params.max(axis=0).astype(np.int64) + 1
-        if np.prod(radix.astype(np.float64)) < 2**62:
-            weights = np.concatenate([np.cumprod(radix[::-1])[::-1][1:], [1]]).astype(np.int64)
-            keys = params.astype(np.int64) @ weights
-            unique_keys, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            return params[first], inverse
-    return np.unique(params, axis=0, return_inverse=True)
+
+    def __init__(self, slot: Any, entry: Any) -> None:
+        self.slot, self.entry = slot, entry
+        self.rows = np.zeros((0, 0), dtype=np.int64)
+        self.values = np.zeros(0)
+        self.guessed = np.zeros(0, dtype=bool)
+        self.outputs = np.zeros(0)
+        self._bits: np.ndarray | None = None
+        self._shifts = np.zeros(0, dtype=np.int64)
+        self._sorted_keys = np.zeros(0, dtype=np.int64)
+        self._order = np.zeros(0, dtype=np.int64)
+
+    def lookup(self, params: np.ndarray) -> np.ndarray:
+        """Row indices into ``values``/``guessed``/``outputs`` of each row of ``params`` (new rows added)."""
+        params = np.asarray(params, dtype=np.int64).reshape(len(params), -1)
+        if self._bits is None:
+            self._bits = np.zeros(params.shape[1], dtype=np.int64)
+            self._shifts = np.zeros(params.shape[1], dtype=np.int64)
+            self.rows = np.zeros((0, params.shape[1]), dtype=np.int64)
+        if params.size and params.min() < 0:
+            raise ValueError(f"slot {getattr(self.slot, 'name', '?')}: negative unit parameters")
+        if len(params) and (params.max(axis=0) >> self._bits).any():  # a value wider than its column's bits
+            needed = np.array([int(v).bit_length() for v in params.max(axis=0)], dtype=np.int64)
+            self._bits = np.maximum(self._bits, needed)
+            if self._bits.sum() > 62:
+                raise ValueError("unit parameters too large to pack")
+            self._shifts = np.concatenate([np.cumsum(self._bits[::-1])[::-1][1:], [0]]).astype(np.int64)
+            self._rekey()
+        keys = self._keys(params)
+        position = np.searchsorted(self._sorted_keys, keys)
+        found = position < len(self._sorted_keys)
+        found[found] = self._sorted_keys[position[found]] == keys[found]
+        if not found.all():
+            _, first = np.unique(keys[~found], return_index=True)
+            self._add(params[~found][first])
+            position = np.searchsorted(self._sorted_keys, keys)
+        return self._order[position]
+
+    def _keys(self, params: np.ndarray) -> np.ndarray:
+        return (params << self._shifts).sum(axis=1) if params.size else np.zeros(len(params), dtype=np.int64)
+
+    def _rekey(self) -> None:
+        keys = self._keys(self.rows)
+        self._order = np.argsort(keys, kind="stable")
+        self._sorted_keys = keys[self._order]
+
+    def _add(self, rows: np.ndarray) -> None:
+        entries = [self.entry(self.slot.signature(tuple(int(v) for v in row))) for row in rows]
+        self.rows = np.vstack([self.rows, rows])
+        self.values = np.concatenate([self.values, [e[0] for e in entries]])
+        self.guessed = np.concatenate([self.guessed, np.array([e[1] for e in entries], dtype=bool)])
+        self.outputs = np.concatenate([self.outputs, [float(e[2]) for e in entries]])
+        self._rekey()
 
 
 def _families(signature: OpSignature) -> tuple[tuple, ...]:
