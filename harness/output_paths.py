@@ -23,7 +23,7 @@ def check_png_path(path: str | Path, option: str = "--png") -> Path:
         raise OutputNotWritable(f"{option} {path}: is a folder; give a file name such as {path / 'figure.png'}")
     if path.suffix.lower() != ".png":
         raise OutputNotWritable(f"{option} {path}: a figure is written as PNG; give a file name ending in .png")
-    _make_parent(path, option)
+    _make_folder(path.parent, path, option)
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputNotWritable(f"{option} {path}: file is not writable")
     return path
@@ -34,25 +34,18 @@ def prepare_output_folder(path: str | Path, option: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputNotWritable(f"{option} {path}: is a file, not a folder; give a folder (it is created if missing)")
-    blocking = next((p for p in path.parents if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise OutputNotWritable(f"{option} {path}: {blocking} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as problem:
-        raise OutputNotWritable(f"{option} {path}: cannot create the folder ({problem.strerror or problem})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise OutputNotWritable(f"{option} {path}: the folder is not writable")
+    _make_folder(path, path, option)
     return path
 
 
-def _make_parent(path: Path, option: str) -> None:
-    blocking = next((p for p in path.parents if p.exists()), None)
+def _make_folder(folder: Path, path: Path, option: str) -> None:
+    """Create ``folder`` (the output folder, or an output file's) or say in one line, naming ``path``, why not."""
+    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise OutputNotWritable(f"{option} {path}: {blocking} is a file, not a folder")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as problem:
-        raise OutputNotWritable(f"{option} {path}: cannot create folder {path.parent} ({problem.strerror or problem})") from None
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise OutputNotWritable(f"{option} {path}: the folder {path.parent} is not writable")
+        raise OutputNotWritable(f"{option} {path}: cannot create folder {folder} ({problem.strerror or problem})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputNotWritable(f"{option} {path}: the folder {folder} is not writable")

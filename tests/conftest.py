@@ -69,8 +69,17 @@ def small_plan(tmp_path: Path) -> Path:
 
 def run_bench(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """Run the real `bench` command line in a subprocess, as a user would."""
+    return _run_program("harness", args, env, timeout)
+
+
+def run_optimize(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the real `optimize` command line in a subprocess, as a user would."""
+    return _run_program("optimizer", args, env, timeout)
+
+
+def _run_program(package: str, args: tuple[str, ...], env: dict[str, str] | None, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
+        [sys.executable, "-m", package, *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -87,14 +96,3 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     assert len(lines) == 1 and lines[0].strip(), result.stderr
     return lines[0]
 
-
-def run_optimize(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real `optimize` command line in a subprocess, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "optimizer", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
-    )

@@ -63,10 +63,10 @@ def _root(
         raise ChameleonError("a search needs --lut (the device's LUT); see 'optimize --help'")
     from harness.output_paths import prepare_output_folder
     from optimizer.accuracy.builders import load_predictor
-    from optimizer.latency.lut_model import LutLatencyModel
+    from optimizer.latency.lut_model import LatencyPredictor, LutLatencyModel, NetworkCorrection
     from harness.cli.common import stderr
     from optimizer.search.defaults import default_budgets, find_accuracy_predictor, infer_space, predictor_warnings
-    from optimizer.search.frontier import baseline_points, load_latency, parse_budgets, plot_frontier, search_budgets, write_result
+    from optimizer.search.frontier import baseline_points, parse_budgets, plot_frontier, search_budgets, write_result
     from optimizer.spaces import get_space
 
     budgets = parse_budgets(latency, "ms") if latency is not None else None
@@ -76,15 +76,14 @@ def _root(
             raise ChameleonError("--energy needs --energy-model (energy observations or a saved energy predictor)")
         energy_budget = parse_budgets(energy, "mj")[0]
     out_dir = prepare_output_folder(out_dir, "--out")
-    if space_name is None:
-        space_name = infer_space(LutLatencyModel.from_file(lut).median_us, str(lut))
-    space = get_space(space_name)
     correction_source = None if correction is None else str(correction)
     if correction is None and (lut.parent / "network_correction.json").is_file():
         # The main job leaves the correction it fitted on this LUT beside it: a network is not the plain sum of its units.
         correction = lut.parent / "network_correction.json"
         correction_source = f"{correction} (beside the LUT)"
-    latency_model = load_latency(lut, space, interpolate, correction)
+    lut_model = LutLatencyModel.from_file(lut, None if correction is None else NetworkCorrection.load(correction))  # read once
+    space = get_space(space_name if space_name is not None else infer_space(lut_model.median_us, str(lut)))
+    latency_model = LatencyPredictor(lut_model, space, interpolate=interpolate)
     if accuracy_file is not None:
         accuracy_model, accuracy_source = load_predictor(accuracy_file, space, target="accuracy", seed=seed), str(accuracy_file)
     else:
