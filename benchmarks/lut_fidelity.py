@@ -78,6 +78,8 @@ def main() -> int:
     from rich.table import Table
     from scipy.stats import spearmanr
 
+    from harness.host_speed import REFERENCE_SIGNATURE, host_report, lut_baseline
+    from harness.lut import store as lut_store
     from harness.measurement import measure_interleaved
     from harness.networks.timing import measure_networks
     from harness.plans import Plan
@@ -137,16 +139,21 @@ def main() -> int:
             # 2. the networks, exported group by group and measured end to end, both sets shuffled together
             order = np.random.default_rng(args.seed).permutation(len(archs))
             measured = np.full(len(archs), np.nan)
+            network_speed: list[float] = []  # the host's speed against the LUT's baseline while networks ran
             cv = np.full(len(archs), np.nan)
             task = progress.add_task(f"measure {len(archs)} networks", total=len(archs))
             t0, c0 = time.monotonic(), time.process_time()
             group_size = profile.measurement.interleave_group
+            # Networks are expressed at the LUT's reference speed, as its rows are (None: a LUT without one)
+            baseline = lut_baseline(lut_store.read_lut(lut_path))
             with tempfile.TemporaryDirectory(prefix="chameleon-fidelity-") as folder:
                 for start in range(0, len(order), group_size):
                     group = order[start:start + group_size]
                     paths = [space.export_onnx(archs[i], Path(folder) / f"net-{i}.onnx") for i in group]
-                    for i, timing in zip(group, measure_networks(profile, paths, runner=runner)):
+                    for i, timing in zip(group, measure_networks(profile, paths, runner=runner, baseline_us=baseline)):
                         measured[i], cv[i] = timing.median_us, timing.cv
+                        if timing.reference_us is not None:
+                            network_speed.append(timing.reference_baseline_us / timing.reference_us)
                     for path in paths:
                         path.unlink()
                     progress.update(task, advance=len(group))
@@ -160,10 +167,12 @@ def main() -> int:
             rng = np.random.default_rng(args.seed)
             sample = [distinct[i] for i in sorted(rng.choice(len(distinct), min(DRIFT_SAMPLE, len(distinct)), replace=False))]
             prepared = [runner.prepare(s) for s in sample]
+            reference = runner.prepare(REFERENCE_SIGNATURE) if baseline is not None else None
             try:
-                again = [m.stats.median_us for m in measure_interleaved(prepared, profile.measurement)]
+                again = [m.stats.median_us for m in measure_interleaved(prepared, profile.measurement,
+                                                                        reference=reference, baseline_us=baseline)]
             finally:
-                for op in prepared:
+                for op in prepared + ([reference] if reference is not None else []):
                     op.close()
             progress.update(task, completed=1, total=1)
             phases["drift_s"] = time.monotonic() - t0
@@ -229,6 +238,12 @@ def main() -> int:
         # median of (unit re-measured after the networks / its LUT entry) over DRIFT_SAMPLE units:
         # how far the conditions the networks met are from those of the LUT
         "lut_drift": drift,
+        # How quiet and steady the host was while the LUT was measured (its rows' host columns), and its speed
+        # against the LUT's baseline while the networks ran (1: the LUT's speed; networks are scaled to it)
+        "lut_host": host_report(lut_store.read_lut(lut_path)).to_json(),
+        "network_host_speed": None if not network_speed else {
+            "low": float(np.quantile(network_speed, 0.05)), "median": float(np.median(network_speed)),
+            "high": float(np.quantile(network_speed, 0.95))},
         "goal": GOALS,
         "models": {
             "sum": "Σ LUT entries",
@@ -248,9 +263,9 @@ def main() -> int:
             for i in range(len(archs))
         ],
     }
-    (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2, allow_nan=False))
         return 0
     out = Console()
     table = Table(title=f"LUT fidelity: {args.space}{' without NCHWc' if suffix else ''}, {n_eval} networks "
@@ -273,6 +288,10 @@ def main() -> int:
     if abs(drift - 1) > 0.05:
         out.print(f"[yellow]warning: {len(sample)} units re-measured after the networks took {drift:.2f}× their LUT "
                   f"entries: the LUT and the networks met different conditions (a reused LUT, a busier machine)[/]")
+    out.print(f"LUT host: {host_report(lut_store.read_lut(lut_path)).line()}", markup=False)
+    if network_speed:
+        out.print(f"host speed while the networks ran: {np.median(network_speed):.2f}× the LUT's "
+                  f"(networks scaled to the LUT's reference speed)")
     out.print(f"LUT drift {drift:.3f}; overhead {model.overhead_us:.2f} µs; {len(distinct)} units ({sweep.measured} LUT rows measured now); "
               f"wall {phases['total_s']:.0f} s (sweep {phases['sweep_s']:.0f} s, networks {phases['networks_s']:.0f} s, "
               f"drift check {phases['drift_s']:.0f} s)")

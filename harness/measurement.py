@@ -34,6 +34,15 @@ class MeasurementSettings:
     or ``warmup_max_s`` seconds, whichever comes first (at least one run); later
     rounds re-warm with one run.  An op whose robust CV stays above
     ``cv_threshold`` gets up to ``max_attempts - 1`` extra rounds.
+
+    With ``precision`` > 0 the stopping rule is adaptive instead: the first
+    ``rounds`` rounds are short (``min_timed_s`` is then the op's whole
+    minimum), and an op gets extra rounds until the 95% confidence interval of
+    its median is within ± ``precision`` of it (distribution-free, from the
+    order statistics of its pooled runs) or its caps are reached; its median
+    is then the pooled median (rounds differ in size).  ``exclude_descheduled``
+    and ``reference_kernel`` make the timing drift- and contention-proof; see
+    :func:`time_callable` and :func:`measure_interleaved`.
     """
 
     warmup_runs: int = 5
@@ -45,14 +54,32 @@ class MeasurementSettings:
     interleave_group: int = 24
     cv_threshold: float = 0.10
     max_attempts: int = 3
+    # Adaptive stopping (0: off, the fixed method above).  After ``rounds`` rounds, an op whose median is not yet
+    # known to ± ``precision`` (relative half-width of its 95% confidence interval, at least ``runs`` runs) gets
+    # extra rounds sized to what its spread needs, up to ``max_attempts - 1`` of them and ``max_timed_s`` of runs.
+    precision: float = 0.0
+    max_timed_s: float = 1.0
+    # Drop and repeat runs in which the measuring thread was off its CPU (descheduled, or its time stolen by the
+    # hypervisor), read from the thread's CPU clock; only runners that compute on the calling thread can tell.
+    exclude_descheduled: bool = False
+    # Time a fixed reference kernel in every interleaved round and scale each op to the LUT's reference speed.
+    reference_kernel: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value, expected = getattr(self, f.name), f.type
+            if expected in (bool, "bool"):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{f.name} must be true or false, got {value!r}")
+                continue
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not numeric or (expected in (int, "int") and not isinstance(value, int)):
                 raise ValueError(f"{f.name} must be {'an integer' if expected in (int, 'int') else 'a number'}, got {value!r}")
         problems = []
+        if not (math.isfinite(self.precision) and 0 <= self.precision < 1):
+            problems.append(f"precision must be in [0, 1) (0: fixed method), got {self.precision}")
+        if not (math.isfinite(self.max_timed_s) and self.max_timed_s > 0):
+            problems.append(f"max_timed_s must be > 0, got {self.max_timed_s}")
         if self.warmup_runs < 0:
             problems.append(f"warmup_runs must be >= 0, got {self.warmup_runs}")
         if self.runs < 1:
@@ -146,6 +173,11 @@ class Batch:
     throttled: bool | None = None
     temperature_c: float | None = None
     cpu_freq_khz: int | None = None
+    # Runs dropped because the measuring thread was off its CPU during them (see time_callable), and the CPU and
+    # wall time of every timed run, dropped ones included, where the runner reads the thread's CPU clock.
+    descheduled_runs: int = 0
+    cpu_ns: int | None = None
+    wall_ns: int | None = None
 
     def __post_init__(self) -> None:
         if not self.samples_us and self.summary is None:
@@ -177,6 +209,17 @@ class Measurement:
     throttled: bool | None = None  # any round throttled; None where the runner cannot tell
     temperature_c: float | None = None  # hottest reading over the rounds
     cpu_freq_khz: int | None = None  # lowest reading over the rounds
+    # The 95% confidence interval of the median (distribution-free; None from tool summaries), in the units of
+    # ``stats`` (scaled to the reference speed like it).
+    ci_low_us: float | None = None
+    ci_high_us: float | None = None
+    descheduled_runs: int | None = None  # runs dropped and repeated; None where the runner cannot tell
+    cpu_share: float | None = None  # the measuring thread's CPU time over the wall time of its timed runs
+    # With a reference kernel: ``stats`` are scaled by reference_baseline_us / reference_us, the host's speed
+    # during this op's rounds against the speed its LUT (or group) is expressed at; raw_median_us is unscaled.
+    raw_median_us: float | None = None
+    reference_us: float | None = None
+    reference_baseline_us: float | None = None
 
     def columns(self) -> dict[str, Any]:
         """The figures as the LUT's (and network timings') columns, by name."""
@@ -184,7 +227,10 @@ class Measurement:
         return {"median_us": stats.median_us, "p10_us": stats.p10_us, "p90_us": stats.p90_us, "mean_us": stats.mean_us,
                 "std_us": stats.std_us, "min_us": stats.min_us, "runs": stats.runs, "warmup_runs": self.warmup_runs,
                 "cv": stats.cv, "attempts": self.attempts, "timed_total_us": self.timed_total_us,
-                "throttled": self.throttled, "temperature_c": self.temperature_c, "cpu_freq_khz": self.cpu_freq_khz}
+                "throttled": self.throttled, "temperature_c": self.temperature_c, "cpu_freq_khz": self.cpu_freq_khz,
+                "ci_low_us": self.ci_low_us, "ci_high_us": self.ci_high_us, "descheduled_runs": self.descheduled_runs,
+                "cpu_share": self.cpu_share, "raw_median_us": self.raw_median_us, "reference_us": self.reference_us,
+                "reference_baseline_us": self.reference_baseline_us}
 
 
 def summarize(samples_us: Sequence[float]) -> TimingStats:
@@ -209,10 +255,24 @@ def summarize(samples_us: Sequence[float]) -> TimingStats:
 
 Clock = Callable[[], int]  # nanoseconds, monotonic
 
+# A run during which the measuring thread had its CPU for less than this share of the wall time lost a tenth of
+# it to other tasks or to the hypervisor (a thread's CPU clock excludes stolen time): the whole ±10% a LUT's
+# network predictions are held to, so it is dropped and repeated.  Quiet runs read a share of ~1.0.
+DESCHEDULED_CPU_SHARE = 0.9
+CONFIDENCE_Z = 1.96  # 95%
+
 
 def time_callable(run_once: Callable[[], object], settings: MeasurementSettings, warmup_runs: int | None = None,
-                  clock: Clock = time.perf_counter_ns) -> Batch:
-    """Warm up, then time ``run_once`` at least ``settings.runs`` times and for at least ``min_timed_s``."""
+                  clock: Clock = time.perf_counter_ns, cpu_clock: Clock | None = None) -> Batch:
+    """Warm up, then time ``run_once`` at least ``settings.runs`` times and for at least ``min_timed_s``.
+
+    With ``cpu_clock`` (the measuring thread's CPU clock, ``time.thread_time_ns``,
+    for runners that compute on the calling thread) every run's CPU time is
+    read around its wall time; with ``settings.exclude_descheduled`` a run
+    whose share is below :data:`DESCHEDULED_CPU_SHARE` is dropped and another
+    taken in its place, at most ``max_runs`` times per batch (on a core that is
+    never free the batch then ends with what it has, dropped runs counted).
+    """
     warm_deadline = clock() + int(settings.warmup_max_s * 1e9)
     warmups = 0
     target = settings.warmup_runs if warmup_runs is None else warmup_runs
@@ -224,13 +284,30 @@ def time_callable(run_once: Callable[[], object], settings: MeasurementSettings,
     samples: list[float] = []
     timed_ns = 0
     budget_ns = int(settings.min_timed_s * 1e9)
+    descheduled = cpu_total = wall_total = 0
+    exclude = settings.exclude_descheduled and cpu_clock is not None
     while len(samples) < settings.runs or (timed_ns < budget_ns and len(samples) < settings.max_runs):
-        start = clock()
-        run_once()
-        elapsed = clock() - start
+        if cpu_clock is not None:
+            cpu_start = cpu_clock()  # outside the wall window: reading it costs nothing timed
+            start = clock()
+            run_once()
+            elapsed = clock() - start
+            cpu = cpu_clock() - cpu_start
+            cpu_total += cpu
+            wall_total += elapsed
+            if exclude and cpu < DESCHEDULED_CPU_SHARE * elapsed and descheduled < settings.max_runs:
+                descheduled += 1
+                continue
+        else:
+            start = clock()
+            run_once()
+            elapsed = clock() - start
         timed_ns += elapsed
         samples.append(elapsed / 1e3)
-    return Batch(samples_us=tuple(samples), warmup_runs=warmups)
+    if cpu_clock is None:
+        return Batch(samples_us=tuple(samples), warmup_runs=warmups)
+    return Batch(samples_us=tuple(samples), warmup_runs=warmups, descheduled_runs=descheduled, cpu_ns=cpu_total,
+                 wall_ns=wall_total)
 
 
 class PreparedOp(Protocol):
@@ -251,18 +328,38 @@ def round_settings(settings: MeasurementSettings) -> MeasurementSettings:
     )
 
 
-def combine_rounds(batches: Sequence[Batch]) -> TimingStats:
+def median_confidence_interval(samples_us: Sequence[float], z: float = CONFIDENCE_Z) -> tuple[float, float]:
+    """The distribution-free confidence interval of the median: order statistics n/2 ∓ z·√n/2 of the sorted runs.
+
+    The number of runs below the true median is Binomial(n, 1/2); with its
+    normal approximation the interval holds the median with the probability
+    that ``z`` stands for (1.96: 95%).  Needs no assumption about the shape of
+    the run-time distribution (skewed, with a long tail of interrupted runs).
+    """
+    values = np.sort(np.asarray(samples_us, dtype=np.float64))
+    n = values.size
+    if n == 0:
+        raise ValueError("no samples")
+    half = z * math.sqrt(n) / 2
+    low = max(0, math.floor(n / 2 - half))
+    high = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return float(values[low]), float(values[max(low, high)])
+
+
+def combine_rounds(batches: Sequence[Batch], pooled_median: bool = False) -> TimingStats:
     """Pool the samples of an op's rounds; the median is the median of the round medians.
 
     A round that fell into a slow period moves the pooled median towards it;
     the median of round medians ignores it as long as most rounds were clean.
     Spread statistics (percentiles, mean, std, MAD) describe all pooled runs.
+    With ``pooled_median`` (adaptive stopping: rounds of very different sizes)
+    the median is that of the pooled runs.
     """
     round_median = float(np.median([batch.median_us for batch in batches]))
     if any(not batch.samples_us for batch in batches):
         return _combine_summaries(batches, round_median)
     pooled = summarize([x for batch in batches for x in batch.samples_us])
-    if len(batches) == 1:
+    if len(batches) == 1 or pooled_median:
         return pooled
     mad = float(np.median(np.abs(np.concatenate([np.asarray(b.samples_us) for b in batches]) - round_median)))
     return replace(pooled, median_us=round_median, mad_us=mad)
@@ -288,47 +385,156 @@ def _combine_summaries(batches: Sequence[Batch], round_median: float) -> TimingS
                        min_us=float(min(mins)), runs=int(n.sum()), mad_us=None, percentile_cv=percentile_cv)
 
 
-def measure_prepared(items: Sequence[T], prepare: Callable[[T], PreparedOp],
-                     settings: MeasurementSettings) -> list[Measurement]:
-    """Prepare each item on the device (an operator signature, a model file), time them interleaved, release them all."""
+def measure_prepared(items: Sequence[T], prepare: Callable[[T], PreparedOp], settings: MeasurementSettings, *,
+                     reference: PreparedOp | None = None, baseline_us: float | None = None) -> list[Measurement]:
+    """Prepare each item on the device (an operator signature, a model file), time them interleaved, release them all.
+
+    ``reference`` and ``baseline_us``: see :func:`measure_interleaved` (the
+    caller owns the reference op and keeps it open across groups).
+    """
     ops: list[PreparedOp] = []
     try:
         for item in items:
             ops.append(prepare(item))
-        return measure_interleaved(ops, settings)
+        return measure_interleaved(ops, settings, reference=reference, baseline_us=baseline_us)
     finally:
         for op in ops:
             op.close()
 
 
-def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings) -> list[Measurement]:
-    """Time a group of prepared ops in interleaved rounds; see :class:`MeasurementSettings`."""
+def reference_settings(settings: MeasurementSettings) -> MeasurementSettings:
+    """What the reference kernel takes per round: a handful of runs, enough for a median to a percent or so."""
+    return replace(settings, runs=5, min_timed_s=0.002, max_runs=50)
+
+
+class _Rounds:
+    """The batches of a group of ops, the rounds each took part in and the reference kernel's median per round."""
+
+    def __init__(self, ops: Sequence[PreparedOp], settings: MeasurementSettings, reference: PreparedOp | None) -> None:
+        self.ops, self.settings, self.reference = ops, settings, reference
+        self.batches: list[list[Batch]] = [[] for _ in ops]
+        self.rounds_of: list[list[int]] = [[] for _ in ops]
+        self.reference_us: list[float] = []
+        self.taken = 0
+
+    def take(self, indices: Sequence[int], per_op: Callable[[int], MeasurementSettings], warmups: int) -> None:
+        if self.reference is not None:
+            batch = self.reference.take_batch(reference_settings(self.settings), warmups)
+            self.reference_us.append(batch.median_us)
+        for i in indices:
+            self.batches[i].append(self.ops[i].take_batch(per_op(i), warmups))
+            self.rounds_of[i].append(self.taken)
+        self.taken += 1
+
+
+def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings, *,
+                        reference: PreparedOp | None = None, baseline_us: float | None = None) -> list[Measurement]:
+    """Time a group of prepared ops in interleaved rounds; see :class:`MeasurementSettings`.
+
+    ``reference`` (a prepared reference kernel, see :mod:`harness.host_speed`)
+    is timed at the start of every round; each op's figures are then scaled by
+    ``baseline_us`` / (the reference's median over the op's rounds), so that
+    ops measured while the host ran 20% faster or slower (a virtual machine's
+    speed drifts with its neighbours) read as they would at the baseline's
+    speed.  Without ``baseline_us`` the group's own reference median is the
+    baseline (the caller keeps it for the next groups:
+    :attr:`Measurement.reference_baseline_us`).
+    """
+    if not ops:
+        return []
     per_round = round_settings(settings)
-    batches: list[list[Batch]] = [[] for _ in ops]
+    state = _Rounds(ops, settings, reference)
+    everyone = range(len(ops))
     for round_index in range(settings.rounds):
         warmups = settings.warmup_runs if round_index == 0 else min(1, settings.warmup_runs)
-        for op, taken in zip(ops, batches):
-            taken.append(op.take_batch(per_round, warmups))
-    # Extra rounds, still interleaved, for the ops whose runs disagree.
+        state.take(everyone, lambda _i: per_round, warmups)
+    adaptive = settings.precision > 0 and all(b.samples_us for taken in state.batches for b in taken)
+    rewarm = min(1, settings.warmup_runs)
     for _ in range(settings.max_attempts - 1):
-        noisy = [i for i, taken in enumerate(batches) if combine_rounds(taken).cv > settings.cv_threshold]
-        if not noisy:
-            break
-        for i in noisy:
-            batches[i].append(ops[i].take_batch(per_round, min(1, settings.warmup_runs)))
-    return [_measurement(taken, settings) for taken in batches]
+        if adaptive:
+            sizes = {i: size for i in everyone if (size := _runs_still_needed(state.batches[i], settings, per_round))}
+            if not sizes:
+                break
+            state.take(sorted(sizes), lambda i: replace(per_round, runs=sizes[i], min_timed_s=0.0, max_runs=sizes[i]),
+                       rewarm)
+        else:  # extra rounds, still interleaved, for the ops whose runs disagree
+            noisy = [i for i in everyone if combine_rounds(state.batches[i]).cv > settings.cv_threshold]
+            if not noisy:
+                break
+            state.take(noisy, lambda _i: per_round, rewarm)
+    if reference is not None and baseline_us is None:
+        baseline_us = float(np.median(state.reference_us))
+    return [_measurement(state, i, adaptive, baseline_us if reference is not None else None) for i in everyone]
 
 
-def _measurement(taken: Sequence[Batch], settings: MeasurementSettings) -> Measurement:
+def _runs_still_needed(taken: Sequence[Batch], settings: MeasurementSettings, per_round: MeasurementSettings) -> int:
+    """How many more runs an op needs for its median to ± precision (0: done, or its caps are reached).
+
+    The median's standard error is about 1.2533·σ/√n for a spread σ (the
+    robust one: interrupted runs do not count); the next round asks for the
+    runs that make z times it ``precision`` of the median, with a fifth more
+    for luck, at least a round's worth and a quarter of its runs so far,
+    within ``max_runs`` and ``max_timed_s``.
+    """
+    samples = [x for batch in taken for x in batch.samples_us]
+    n = len(samples)
+    median = float(np.median(samples))
+    timed_s = sum(samples) / 1e6
+    if n >= settings.max_runs or timed_s >= settings.max_timed_s or median <= 0:
+        return 0
+    low, high = median_confidence_interval(samples)
+    if n >= settings.runs and (high - low) / 2 <= settings.precision * median:
+        return 0
+    cv = combine_rounds(taken, pooled_median=True).cv
+    wanted = math.ceil(1.2 * (CONFIDENCE_Z * 1.2533 * cv / settings.precision) ** 2) if math.isfinite(cv) else n
+    # The estimate of the spread is itself noisy: short of the precision with the runs it asked for, an op grows
+    # by a quarter at least, so a few rounds reach it rather than many rounds of a handful of runs.
+    more = max(per_round.runs, wanted - n, settings.runs - n, math.ceil(0.25 * n))
+    affordable = math.floor((settings.max_timed_s - timed_s) / (median / 1e6))
+    return max(1, min(more, settings.max_runs - n, affordable))
+
+
+def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float | None) -> Measurement:
+    taken = state.batches[index]
     temperatures = [b.temperature_c for b in taken if b.temperature_c is not None]
     frequencies = [b.cpu_freq_khz for b in taken if b.cpu_freq_khz is not None]
     flags = [b.throttled for b in taken if b.throttled is not None]
+    stats = combine_rounds(taken, pooled_median=adaptive)
+    raw_median = stats.median_us
+    ci = None
+    if all(b.samples_us for b in taken):
+        ci = median_confidence_interval([x for b in taken for x in b.samples_us])
+    cpu_read = [b for b in taken if b.cpu_ns is not None and b.wall_ns]
+    reference_us = None
+    if baseline_us is not None:
+        reference_us = float(np.median([state.reference_us[r] for r in state.rounds_of[index]]))
+        scale = baseline_us / reference_us
+        stats = _scaled(stats, scale)
+        ci = None if ci is None else (ci[0] * scale, ci[1] * scale)
+    settings = state.settings
     return Measurement(
-        stats=combine_rounds(taken),
+        stats=stats,
         warmup_runs=sum(b.warmup_runs for b in taken),
         attempts=len(taken) - settings.rounds + 1,
         timed_total_us=float(sum(b.total_us for b in taken)),
         throttled=any(flags) if flags else None,
         temperature_c=max(temperatures) if temperatures else None,
         cpu_freq_khz=min(frequencies) if frequencies else None,
+        ci_low_us=None if ci is None else ci[0],
+        ci_high_us=None if ci is None else ci[1],
+        descheduled_runs=sum(b.descheduled_runs for b in cpu_read) if cpu_read else None,
+        cpu_share=sum(b.cpu_ns for b in cpu_read) / sum(b.wall_ns for b in cpu_read) if cpu_read else None,  # type: ignore[misc]
+        raw_median_us=raw_median if baseline_us is not None else None,
+        reference_us=reference_us,
+        reference_baseline_us=baseline_us,
     )
+
+
+def _scaled(stats: TimingStats, scale: float) -> TimingStats:
+    """Every time in ``stats`` times ``scale`` (the spread's ratios, such as the CV, are unchanged)."""
+    def times(value: float | None) -> float | None:
+        return None if value is None else value * scale
+
+    return replace(stats, median_us=stats.median_us * scale, p10_us=times(stats.p10_us), p90_us=times(stats.p90_us),
+                   mean_us=stats.mean_us * scale, std_us=stats.std_us * scale, min_us=stats.min_us * scale,
+                   mad_us=times(stats.mad_us))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness import __version__ as harness_version
+from harness import host_speed
 from harness.contention import ContentionProbe, ContentionReport
 from harness.lut import store as lut_store
 from harness.errors import LutFileError
@@ -140,6 +141,7 @@ def run_sweep(
     measured = 0
     failures: list[str] = []
     interrupted = False
+    reference = None
     try:
         identity = runner.identity
         # Every batch of timed runs is watched: the CPU share of the measuring thread, steal, load.
@@ -150,6 +152,12 @@ def run_sweep(
             existing = lut_store.read_with_parts(out)
             check_provenance(existing, out, profile.name, identity, profile.runtime.threads)
             done = set(lut_store.signatures_of(existing))
+            # The host's speed: a LUT keeps the baseline of its first sweep; one measured without a reference
+            # kernel (schema version 1, or another profile setting) stays unscaled, so its rows stay comparable.
+            baseline = host_speed.lut_baseline(existing)
+            track_speed = settings.reference_kernel and (existing.num_rows == 0 or baseline is not None)
+            if track_speed:
+                reference = prepare(host_speed.REFERENCE_SIGNATURE)
             todo = [s for s in signatures if s.key not in done]
             already = len(signatures) - len(todo)
             if limit is not None:
@@ -159,7 +167,10 @@ def run_sweep(
             try:
                 for start in range(0, len(todo), settings.interleave_group):
                     group = todo[start:start + settings.interleave_group]
-                    for signature, measurement in zip(group, measure_prepared(group, prepare, settings)):
+                    measurements = measure_prepared(group, prepare, settings, reference=reference, baseline_us=baseline)
+                    if reference is not None:
+                        baseline = measurements[0].reference_baseline_us
+                    for signature, measurement in zip(group, measurements):
                         timed_us += measurement.timed_total_us
                         try:
                             writer.add(make_row(signature, measurement, identity, profile.name, profile.runtime.threads, session_id))
@@ -173,6 +184,8 @@ def run_sweep(
             except KeyboardInterrupt:
                 interrupted = True
     finally:
+        if reference is not None:
+            reference.close()
         if own_runner:
             runner.close()
     final = lut_store.read_lut(out)

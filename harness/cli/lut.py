@@ -150,6 +150,8 @@ def print_lut_summary(file: Path, summary: dict[str, Any]) -> None:
                       f"{r['min_median_us']:.1f}", f"{r['max_median_us']:.1f}", f"{r['sum_median_us']:.1f}")
     out.print(table)
     out.print(f"rows with CV > {summary['noisy_cv_threshold']:.2f}: {summary['noisy_rows']}")
+    if summary.get("host"):
+        out.print(f"host: {summary['host']['line']}", markup=False, soft_wrap=True)
     if summary.get("pending_part_rows"):
         out.print(f"[yellow]{summary['pending_part_rows']} measured rows wait in {file}.parts/ (an interrupted sweep): "
                   f"re-run the sweep or `bench lut merge {file}` to fold them in[/]")

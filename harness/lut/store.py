@@ -26,11 +26,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from harness import host_speed
 from harness.atomic import exclusive_lock, write_atomically
 from harness.errors import LutFileError, OutputNotWritable
 from harness.signature import OpSignature
 
-LUT_SCHEMA_VERSION = 1
+LUT_SCHEMA_VERSION = 2
+# Version 1 lacks version 2's host columns (confidence interval, descheduled runs, CPU share, reference kernel):
+# read as version 2 with them null, which is what they mean ("not recorded").
+READABLE_VERSIONS = ("1", "2")
 _META_VERSION = b"chameleon.lut_schema_version"
 _META_KIND = b"chameleon.file"
 _META_KIND_VALUE = b"operator-latency-lut"
@@ -67,6 +71,17 @@ _STAT_FIELDS = [
     pa.field("temperature_c", pa.float64(), nullable=True),
     pa.field("cpu_freq_khz", pa.int64(), nullable=True),
 ]
+# Schema version 2: how precise each median is and how quiet and steady the host was while it was measured.
+_HOST_FIELDS = [
+    pa.field("ci_low_us", pa.float64(), nullable=True),  # 95% confidence interval of median_us
+    pa.field("ci_high_us", pa.float64(), nullable=True),
+    pa.field("descheduled_runs", pa.int32(), nullable=True),  # runs dropped: the thread was off its CPU
+    pa.field("cpu_share", pa.float64(), nullable=True),  # thread CPU time / wall time of the timed runs
+    pa.field("raw_median_us", pa.float64(), nullable=True),  # median_us before scaling to the reference speed
+    pa.field("reference_us", pa.float64(), nullable=True),  # the reference kernel's median during the row's rounds
+    pa.field("reference_baseline_us", pa.float64(), nullable=True),  # the reference speed the LUT is expressed at
+]
+HOST_COLUMNS: tuple[str, ...] = tuple(f.name for f in _HOST_FIELDS)
 _CONTEXT_FIELDS = [
     pa.field("device_id", pa.string(), nullable=False),
     pa.field("device_model", pa.string(), nullable=False),
@@ -79,7 +94,7 @@ _CONTEXT_FIELDS = [
     pa.field("measured_at", pa.timestamp("us", tz="UTC"), nullable=False),
 ]
 LUT_SCHEMA = pa.schema(
-    _SIGNATURE_FIELDS + _STAT_FIELDS + _CONTEXT_FIELDS,
+    _SIGNATURE_FIELDS + _STAT_FIELDS + _HOST_FIELDS + _CONTEXT_FIELDS,
     metadata={_META_VERSION: str(LUT_SCHEMA_VERSION).encode(), _META_KIND: _META_KIND_VALUE},
 )
 LUT_COLUMNS: tuple[str, ...] = tuple(LUT_SCHEMA.names)
@@ -97,7 +112,8 @@ def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     """Rows as dicts with every LUT column → a table of the LUT schema."""
     if not rows:
         return empty_table()
-    columns = {name: [row[name] for row in rows] for name in LUT_COLUMNS}
+    # The host columns are optional in a row (an import, a row of schema version 1): null.
+    columns = {name: [row.get(name) if name in HOST_COLUMNS else row[name] for row in rows] for name in LUT_COLUMNS}
     return pa.Table.from_pydict(columns, schema=LUT_SCHEMA)
 
 
@@ -130,8 +146,13 @@ def validate_table(table: pa.Table, where: str) -> pa.Table:
     if metadata.get(_META_KIND) != _META_KIND_VALUE or _META_VERSION not in metadata:
         raise LutFileError(f"{where}: a Parquet file, but not a Chameleon LUT (no {_META_KIND.decode()} metadata)")
     version = metadata[_META_VERSION].decode()
-    if version != str(LUT_SCHEMA_VERSION):
-        raise LutFileError(f"{where}: LUT schema version {version}, but this harness reads version {LUT_SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise LutFileError(f"{where}: LUT schema version {version}, but this harness reads versions "
+                           f"{', '.join(READABLE_VERSIONS)}")
+    if version == "1":
+        for name in HOST_COLUMNS:
+            if name not in table.column_names:
+                table = table.append_column(LUT_SCHEMA.field(name), pa.nulls(table.num_rows, LUT_SCHEMA.field(name).type))
     missing = [name for name in LUT_COLUMNS if name not in table.column_names]
     if missing:
         raise LutFileError(f"{where}: LUT lacks column(s) {', '.join(missing)}")
@@ -237,13 +258,19 @@ def merge_tables(tables: Iterable[pa.Table], on_duplicate: str = "newest", *, mi
 
     ``newest`` keeps the latest measurement, ``lowest-cv`` the steadiest, and
     ``error`` refuses duplicates.  Rows of different devices are refused unless
-    ``mixed_devices_ok``: a LUT describes one device.
+    ``mixed_devices_ok``: a LUT describes one device.  Rows kept at a
+    reference speed are rescaled to the first table's baseline.
     """
     if on_duplicate not in DUPLICATE_POLICIES:
         raise LutFileError(f"unknown duplicate policy {on_duplicate!r} (known: {', '.join(DUPLICATE_POLICIES)})")
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return empty_table()
+    # Rows scaled to different reference speeds (LUTs of separate first sweeps) are expressed at the first
+    # table's, so that the merged LUT holds one baseline (harness.host_speed).
+    baseline = next((b for b in map(host_speed.lut_baseline, tables) if b is not None), None)
+    if baseline is not None:
+        tables = [host_speed.rescaled(t, baseline) for t in tables]
     table = pa.concat_tables(tables)
     if not mixed_devices_ok:
         devices = sorted(set(table.column("device_id").to_pylist()))

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from harness.host_speed import host_report
 from harness.lut.store import LUT_SCHEMA_VERSION
 from harness.signature import IDENTITY, SIGNATURE_COLUMNS, OpSignature
 
@@ -58,6 +59,7 @@ def summarize_lut(table: pa.Table, noisy_cv: float = 0.10) -> dict[str, Any]:
         "noisy_rows": int(np.sum(cvs > noisy_cv)),
         "noisy_cv_threshold": noisy_cv,
         "by_kind": by_kind,
+        "host": host_report(table).to_json() | {"line": host_report(table).line()},
     }
 
 

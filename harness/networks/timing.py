@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from harness import host_speed
 from harness.contention import ContentionProbe
 from harness.errors import DeviceUnavailable, InvalidModelFile
 from harness.measurement import Measurement, MeasurementSettings, PreparedOp, measure_prepared
@@ -75,6 +76,15 @@ class NetworkTiming:
     throttled: bool | None = None
     temperature_c: float | None = None
     cpu_freq_khz: int | None = None
+    # As the LUT's host columns (schema version 2): the median's 95% interval, runs dropped as descheduled, the
+    # CPU share, and with a reference kernel the unscaled median, the reference's time and the baseline scaled to.
+    ci_low_us: float | None = None
+    ci_high_us: float | None = None
+    descheduled_runs: int | None = None
+    cpu_share: float | None = None
+    raw_median_us: float | None = None
+    reference_us: float | None = None
+    reference_baseline_us: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -91,6 +101,7 @@ def measure_networks(
     *,
     runner: NetworkRunner | None = None,
     probe: ContentionProbe | None = None,
+    baseline_us: float | None = None,
 ) -> list[NetworkTiming]:
     """Time each model file end to end on ``profile``'s device, in the order given.
 
@@ -103,6 +114,13 @@ def measure_networks(
     model files.  A ``probe`` (:class:`harness.contention.ContentionProbe`)
     watches every batch of timed runs, to tell afterwards whether the host
     was quiet.
+
+    With the profile's ``reference_kernel`` (and a runner that can build the
+    reference op), every round starts with the reference kernel and the
+    networks are scaled to ``baseline_us``: pass the LUT's
+    (:func:`harness.host_speed.lut_baseline`) to compare networks with their
+    LUT sums at one host speed; without it the first group's reference is the
+    baseline, kept in every timing.
     """
     paths = [Path(p) for p in model_paths]
     missing = [p for p in paths if not p.is_file()]
@@ -111,6 +129,7 @@ def measure_networks(
     settings = settings or profile.measurement
     own_runner = runner is None
     runner = runner or make_runner(profile)  # type: ignore[assignment]
+    reference = None
     try:
         if not callable(getattr(runner, "prepare_file", None)):
             raise DeviceUnavailable(
@@ -119,17 +138,29 @@ def measure_networks(
             )
         identity = runner.identity
         prepare = runner.prepare_file if probe is None else probe.watching(runner.prepare_file)
+        if settings.reference_kernel and callable(getattr(runner, "prepare", None)):
+            try:
+                reference = runner.prepare(host_speed.REFERENCE_SIGNATURE)  # type: ignore[attr-defined]
+            except DeviceUnavailable:  # a runner that times model files only (LiteRT here): no reference
+                reference = None
+            if reference is not None and probe is not None:
+                reference = probe.watch(reference)
         timings: list[NetworkTiming] = []
         if progress:
             progress(0, len(paths), None)
         for start in range(0, len(paths), settings.interleave_group):
             group = paths[start:start + settings.interleave_group]
-            for path, measurement in zip(group, measure_prepared(group, prepare, settings)):
+            measurements = measure_prepared(group, prepare, settings, reference=reference, baseline_us=baseline_us)
+            if reference is not None:
+                baseline_us = measurements[0].reference_baseline_us
+            for path, measurement in zip(group, measurements):
                 timings.append(_timing(path, measurement, identity, profile))
             if progress:
                 progress(len(timings), len(paths), group[-1])
         return timings
     finally:
+        if reference is not None:
+            reference.close()
         if own_runner:
             runner.close()
 

@@ -21,6 +21,7 @@ one actually ran: ``xnnpack`` only when the interpreter holds a delegate node.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,8 @@ class LiteRtRunner:
             raise InvalidModelFile(f"{path}: LiteRT cannot load it: {first[:300]}") from None
         delegated = any(op.get("op_name") == "DELEGATE" for op in interpreter._get_ops_details())
         self._provider = "xnnpack" if delegated else "cpu"
-        return _LiteRtModel(interpreter)
+        # One thread computes on the calling thread: its CPU clock tells a descheduled run from a slow one.
+        return _LiteRtModel(interpreter, cpu_clock=time.thread_time_ns if self.threads == 1 else None)
 
     def close(self) -> None:
         if self.cores is not None:
@@ -104,12 +106,13 @@ class LiteRtRunner:
 class _LiteRtModel:
     """An interpreter with its inputs set: one timed run is one ``invoke()``."""
 
-    def __init__(self, interpreter) -> None:
+    def __init__(self, interpreter, cpu_clock=None) -> None:
         self.interpreter = interpreter
         self.run_once = interpreter.invoke
+        self.cpu_clock = cpu_clock
 
     def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
-        return time_callable(self.run_once, settings, warmup_runs)
+        return time_callable(self.run_once, settings, warmup_runs, cpu_clock=self.cpu_clock)
 
     def close(self) -> None:
         self.interpreter = self.run_once = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,11 @@ class OnnxRuntimeRunner:
             binding.bind_ortvalue_input(meta.name, value)
         for meta in session.get_outputs():
             binding.bind_output(meta.name, device)
-        return _OrtSession(session, binding, synchronize=self.provider == "cuda")
+        # With one intra-op thread on the CPU, ONNX Runtime computes on the calling thread: its CPU clock tells a
+        # descheduled run from a slow one.  A CUDA run waits for the GPU, and a thread pool computes elsewhere.
+        on_calling_thread = self.provider == "cpu" and self.threads == 1
+        return _OrtSession(session, binding, synchronize=self.provider == "cuda",
+                           cpu_clock=time.thread_time_ns if on_calling_thread else None)
 
     def measure(self, signature: OpSignature, settings: MeasurementSettings) -> Measurement:
         """Measure one op on its own (a sweep measures groups, interleaved)."""
@@ -123,8 +128,9 @@ class OnnxRuntimeRunner:
 class _OrtSession:
     """A session with bound inputs and outputs: one timed run is one ``run_with_iobinding``."""
 
-    def __init__(self, session, binding, synchronize: bool) -> None:
+    def __init__(self, session, binding, synchronize: bool, cpu_clock=None) -> None:
         self.session, self.binding = session, binding
+        self.cpu_clock = cpu_clock
         # Run once so the outputs get allocated; later runs reuse them.
         session.run_with_iobinding(binding)
         if synchronize:  # CUDA runs are asynchronous: a timed run ends when its outputs are ready
@@ -137,7 +143,7 @@ class _OrtSession:
         self.run_once = run_once
 
     def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
-        return time_callable(self.run_once, settings, warmup_runs)
+        return time_callable(self.run_once, settings, warmup_runs, cpu_clock=self.cpu_clock)
 
     def close(self) -> None:
         self.binding = self.session = None

@@ -1,0 +1,229 @@
+"""Adaptive stopping, descheduled runs and the reference kernel (issue 17): fake clocks and scripted ops, no device."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from harness.measurement import (Batch, MeasurementSettings, measure_interleaved, median_confidence_interval,
+                                 time_callable)
+
+
+# ------------------------------------------------------------------ the median's confidence interval
+def test_confidence_interval_holds_the_median_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    hits = 0
+    trials = 2000
+    for _ in range(trials):
+        low, high = median_confidence_interval(rng.lognormal(0.0, 0.3, size=41))  # true median exp(0) = 1
+        hits += low <= 1.0 <= high
+    assert 0.93 <= hits / trials <= 0.985
+
+
+def test_confidence_interval_narrows_with_runs_and_brackets_the_median():
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (11, 101, 1001):
+        samples = rng.normal(100.0, 5.0, size=n)
+        low, high = median_confidence_interval(samples)
+        assert low <= np.median(samples) <= high
+        widths.append(high - low)
+    assert widths[0] > widths[1] > widths[2]
+
+
+def test_confidence_interval_of_one_run_is_that_run():
+    assert median_confidence_interval([7.0]) == (7.0, 7.0)
+
+
+# ------------------------------------------------------------------ descheduled runs
+class Clocks:
+    """A wall clock and a thread CPU clock; each run costs ``wall`` ns, of which the thread has ``cpu`` on a CPU."""
+
+    def __init__(self, runs: list[tuple[int, int]]) -> None:
+        self.wall_ns = self.cpu_ns = 0
+        self.runs, self.calls = runs, 0
+
+    def wall(self) -> int:
+        return self.wall_ns
+
+    def cpu(self) -> int:
+        return self.cpu_ns
+
+    def work(self) -> None:
+        wall, cpu = self.runs[self.calls % len(self.runs)]
+        self.calls += 1
+        self.wall_ns += wall
+        self.cpu_ns += cpu
+
+
+def settings(**changes) -> MeasurementSettings:
+    base = dict(warmup_runs=0, warmup_max_s=10.0, runs=6, min_timed_s=0.0, max_runs=100, rounds=1,
+                interleave_group=4, cv_threshold=0.1, max_attempts=1)
+    base.update(changes)
+    return MeasurementSettings(**base)
+
+
+def test_descheduled_runs_are_dropped_and_replaced():
+    # Every third run lost half its wall time to other tasks: 100 µs of work read as 200 µs.
+    clocks = Clocks([(100_000, 100_000), (100_000, 100_000), (200_000, 100_000)])
+    batch = time_callable(clocks.work, settings(exclude_descheduled=True), clock=clocks.wall, cpu_clock=clocks.cpu)
+    assert batch.samples_us == (100.0,) * 6
+    assert batch.descheduled_runs == 2 and clocks.calls == 8
+    assert batch.cpu_ns / batch.wall_ns == pytest.approx(800 / 1000)  # every timed run counts in the share
+
+
+def test_descheduled_runs_are_kept_when_not_excluded_but_still_counted_in_the_share():
+    clocks = Clocks([(100_000, 100_000), (200_000, 100_000)])
+    batch = time_callable(clocks.work, settings(exclude_descheduled=False), clock=clocks.wall, cpu_clock=clocks.cpu)
+    assert sorted(set(batch.samples_us)) == [100.0, 200.0]
+    assert batch.descheduled_runs == 0 and batch.cpu_ns < batch.wall_ns
+
+
+def test_a_core_never_free_ends_the_batch_instead_of_looping():
+    clocks = Clocks([(300_000, 100_000)])  # every run descheduled
+    batch = time_callable(clocks.work, settings(exclude_descheduled=True, runs=5, max_runs=20), clock=clocks.wall,
+                          cpu_clock=clocks.cpu)
+    assert batch.descheduled_runs == 20 and len(batch.samples_us) == 5
+    assert clocks.calls == 25
+
+
+def test_without_a_cpu_clock_nothing_is_read_or_dropped():
+    clocks = Clocks([(100_000, 0)])
+    batch = time_callable(clocks.work, settings(exclude_descheduled=True), clock=clocks.wall)
+    assert len(batch.samples_us) == 6 and batch.cpu_ns is None and batch.descheduled_runs == 0
+
+
+# ------------------------------------------------------------------ adaptive stopping
+class ScriptedOp:
+    """Draws each run from a normal distribution of the given median and CV; counts the runs it was asked for."""
+
+    def __init__(self, median_us: float, cv: float, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.median_us, self.cv = median_us, cv
+        self.requests: list[int] = []
+
+    def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
+        n = max(settings.runs, math.ceil(settings.min_timed_s * 1e6 / self.median_us))
+        n = min(n, settings.max_runs)
+        self.requests.append(n)
+        samples = self.median_us * (1 + self.cv * self.rng.standard_normal(n))
+        return Batch(samples_us=tuple(np.maximum(samples, 0.0)), warmup_runs=warmup_runs)
+
+    def close(self) -> None:  # pragma: no cover
+        pass
+
+
+def adaptive(**changes) -> MeasurementSettings:
+    base = dict(warmup_runs=1, warmup_max_s=0.01, runs=11, min_timed_s=0.0, max_runs=100_000, rounds=3,
+                interleave_group=24, cv_threshold=0.1, max_attempts=10, precision=0.01, max_timed_s=10.0)
+    base.update(changes)
+    return MeasurementSettings(**base)
+
+
+def test_a_steady_op_stops_after_the_first_rounds():
+    op = ScriptedOp(1000.0, cv=0.002, seed=0)
+    [m] = measure_interleaved([op], adaptive())
+    assert len(op.requests) == 3 and m.attempts == 1 and m.stats.runs == 12
+    assert (m.ci_high_us - m.ci_low_us) / 2 <= 0.01 * m.stats.median_us
+
+
+@pytest.mark.parametrize("cv", [0.03, 0.08])
+def test_a_noisy_op_gets_the_runs_its_spread_needs_and_reaches_the_precision(cv):
+    op = ScriptedOp(50.0, cv=cv, seed=2)
+    [m] = measure_interleaved([op], adaptive())
+    half_width = (m.ci_high_us - m.ci_low_us) / 2
+    assert half_width <= 0.01 * m.stats.median_us
+    needed = (1.96 * 1.2533 * cv / 0.01) ** 2
+    assert needed / 2 < m.stats.runs < 4 * needed  # sized by the spread, not by a fixed floor
+    assert m.stats.median_us == pytest.approx(50.0, rel=0.02)
+
+
+def test_the_time_cap_stops_an_op_that_cannot_reach_the_precision():
+    op = ScriptedOp(1000.0, cv=0.5, seed=3)
+    [m] = measure_interleaved([op], adaptive(max_timed_s=0.2))
+    assert m.timed_total_us <= 0.2e6 * 1.6  # a round may overshoot by its own size, never by much
+    assert (m.ci_high_us - m.ci_low_us) / 2 > 0.01 * m.stats.median_us  # and the row says how far it got
+
+
+def test_the_round_cap_stops_extra_rounds():
+    op = ScriptedOp(10.0, cv=0.5, seed=4)
+    [m] = measure_interleaved([op], adaptive(max_attempts=2))
+    assert len(op.requests) == 4 and m.attempts == 2
+
+
+def test_only_unfinished_ops_take_extra_rounds():
+    steady, noisy = ScriptedOp(100.0, 0.001, 5), ScriptedOp(100.0, 0.1, 6)
+    measure_interleaved([steady, noisy], adaptive())
+    assert len(steady.requests) == 3 and len(noisy.requests) > 3
+
+
+def test_fixed_method_is_unchanged_when_precision_is_zero():
+    op = ScriptedOp(100.0, 0.001, 7)
+    [m] = measure_interleaved([op], adaptive(precision=0.0, min_timed_s=0.003))
+    assert op.requests == [10, 10, 10] and m.attempts == 1
+
+
+# ------------------------------------------------------------------ the reference kernel
+class Host:
+    """A host whose speed changes between rounds: every op and the reference take ``base × slowness[round]``."""
+
+    def __init__(self, slowness: list[float]) -> None:
+        self.slowness, self.round = slowness, -1
+
+
+class HostOp:
+    def __init__(self, host: Host, base_us: float, is_reference: bool = False) -> None:
+        self.host, self.base_us, self.is_reference = host, base_us, is_reference
+
+    def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
+        if self.is_reference:  # the reference opens every round
+            self.host.round += 1
+        value = self.base_us * self.host.slowness[min(self.host.round, len(self.host.slowness) - 1)]
+        return Batch(samples_us=(value,) * max(settings.runs, 3), warmup_runs=warmup_runs)
+
+    def close(self) -> None:  # pragma: no cover
+        pass
+
+
+def test_rows_are_scaled_to_the_baseline_speed():
+    host = Host([1.3, 1.3, 1.3])  # the host runs 30% slow during this group
+    reference = HostOp(host, 100.0, is_reference=True)
+    [m] = measure_interleaved([HostOp(host, 40.0)], adaptive(precision=0.0), reference=reference, baseline_us=100.0)
+    assert m.stats.median_us == pytest.approx(40.0) and m.raw_median_us == pytest.approx(52.0)
+    assert m.reference_us == pytest.approx(130.0) and m.reference_baseline_us == 100.0
+    assert m.stats.min_us == pytest.approx(40.0) and m.ci_low_us == pytest.approx(40.0)
+
+
+def test_without_a_baseline_the_groups_own_reference_is_the_baseline():
+    host = Host([1.0, 1.1, 1.2])
+    reference = HostOp(host, 100.0, is_reference=True)
+    measurements = measure_interleaved([HostOp(host, 10.0), HostOp(host, 20.0)],
+                                       adaptive(precision=0.0, max_attempts=1), reference=reference)
+    assert all(m.reference_baseline_us == pytest.approx(110.0) for m in measurements)
+
+
+def test_two_groups_at_different_speeds_agree_after_scaling():
+    slow, fast = Host([1.4] * 3), Host([0.8] * 3)
+    [a] = measure_interleaved([HostOp(slow, 25.0)], adaptive(precision=0.0), reference=HostOp(slow, 90.0, True),
+                              baseline_us=90.0)
+    [b] = measure_interleaved([HostOp(fast, 25.0)], adaptive(precision=0.0), reference=HostOp(fast, 90.0, True),
+                              baseline_us=90.0)
+    assert a.stats.median_us == pytest.approx(b.stats.median_us) == pytest.approx(25.0)
+    assert a.raw_median_us / b.raw_median_us == pytest.approx(1.75)
+
+
+def test_without_a_reference_nothing_is_scaled():
+    host = Host([1.5])
+    [m] = measure_interleaved([HostOp(host, 10.0)], adaptive(precision=0.0))
+    assert m.reference_us is None and m.raw_median_us is None and m.reference_baseline_us is None
+
+
+def test_settings_check_the_new_fields():
+    with pytest.raises(ValueError, match="precision"):
+        MeasurementSettings(precision=1.5)
+    with pytest.raises(ValueError, match="max_timed_s"):
+        MeasurementSettings(max_timed_s=0.0)
+    with pytest.raises(ValueError, match="exclude_descheduled must be true or false"):
+        MeasurementSettings(exclude_descheduled=1)  # type: ignore[arg-type]
