@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +125,202 @@ def test_the_slot_tables_give_the_same_latencies_whatever_the_batch_order_and_si
         small_batches = np.concatenate([predictor.predict(X[i:i + 7]).latency_ms for i in range(0, len(X), 7)])
         fresh = LatencyPredictor(model, space).predict(X[::-1]).latency_ms[::-1]
     assert np.allclose(small_batches, one_by_one) and np.allclose(fresh, one_by_one)
+
+
+# ------------------------------------------------ the gene-grid tables against a straightforward computation
+def _families(s) -> tuple[tuple, ...]:
+    return ((s.kind, s.dtype, s.kernel, s.stride, s.activation), (s.kind, s.dtype), (s.dtype,))
+
+
+def _reference_neighbours(lut: LutLatencyModel) -> dict[tuple, list[tuple[float, float]]]:
+    from harness.signature import IDENTITY, parse_signature
+
+    neighbours: dict[tuple, list[tuple[float, float]]] = {}
+    for key, median in lut.median_us.items():
+        other = parse_signature(key)
+        if other.kind != IDENTITY:
+            for family in _families(other):
+                neighbours.setdefault(family, []).append((float(max(other.macs, 1)), median))
+    return neighbours
+
+
+def _reference_interpolated_us(neighbours: dict, signature) -> float:
+    """The nearest measured entry of the closest family, by log-MACs, scaled by MACs (as the predictor documents)."""
+    families = _families
+    candidates = next((neighbours[f] for f in families(signature) if f in neighbours), None)
+    macs = float(max(signature.macs, 1))
+    nearest_macs, nearest_us = min(candidates, key=lambda c: abs(np.log(c[0]) - np.log(macs)))
+    return nearest_us * macs / nearest_macs
+
+
+def _reference_predict(lut: LutLatencyModel, space, X: np.ndarray, interpolate: bool) -> tuple:
+    """One architecture and one slot at a time: latencies (ms), flags, and the units interpolated for this batch.
+
+    A slot's unit is looked up (and, missing, interpolated) for every architecture of a batch in which some
+    architecture uses the slot; a missing unit that an architecture uses is an error naming all of them.
+    """
+    from optimizer.latency.lut_model import MissingSignatures
+
+    overhead, correction = lut.overhead_us, lut.correction
+    neighbours = _reference_neighbours(lut) if interpolate else {}
+    looked_up: dict[str, tuple[float, bool]] = {}
+    for slot in space.slots:
+        if any(int(slot.count(x[None])[0]) > 0 for x in X):
+            for x in X:
+                signature = slot.signature(tuple(int(v) for v in slot.params(x[None])[0]))
+                value = lut.median_us.get(signature.key)
+                if signature.key in looked_up:
+                    continue
+                if value is not None:
+                    looked_up[signature.key] = (value, False)
+                elif interpolate:
+                    looked_up[signature.key] = (_reference_interpolated_us(neighbours, signature), True)
+                else:
+                    looked_up[signature.key] = (float("nan"), False)
+    latency, flagged, missing = [], [], set()
+    for x in X:
+        total, units, elements, last, guessed = overhead, 0, 0, 0, False
+        for slot in space.slots:
+            count = int(slot.count(x[None])[0])
+            if count <= 0:
+                continue
+            signature = slot.signature(tuple(int(v) for v in slot.params(x[None])[0]))
+            value, interpolated = looked_up[signature.key]
+            if np.isnan(value):
+                missing.add(signature.key)
+            total += count * (value - overhead)
+            guessed |= interpolated
+            output = math.prod(signature.output_shape)
+            units, elements, last = units + count, elements + count * output, output
+        if correction is not None:
+            total = float(correction.apply(total, max(units - 1, 0), elements - last))
+        latency.append(total / 1000.0)
+        flagged.append(guessed)
+    if missing:
+        keys = sorted(missing)
+        raise MissingSignatures(
+            f"{lut.source}: {len(keys)} signature(s) of {space.name} are not in the LUT, e.g. {keys[0]}; "
+            f"measure them with: bench sweep --device {lut.device} --plan {space.name} --out {lut.source} "
+            f"(or pass --interpolate to estimate them, flagged)")
+    return np.array(latency), np.array(flagged), {k for k, (_, g) in looked_up.items() if g}
+
+
+def _partial_lut(space, correction: NetworkCorrection | None = None, seed: int = 0) -> tuple[LutLatencyModel, np.ndarray]:
+    """A LUT holding the units of 150 random architectures (and so missing most of the space), and those architectures."""
+    covered = space.random(150, seed)
+    units = {s.key: s for x in covered for s in space.signatures(x)}
+    medians = {key: 2.0 + 1e-4 * s.macs / 7 + (zlib.crc32(key.encode()) % 97) / 31 for key, s in units.items()}
+    medians["identity(n=1,c_in=1,h=1,w=1,c_out=1,kernel=1,stride=1,padding=0,groups=1,mid_channels=0,activation=none,dtype=fp32)"] = 3.3
+    return LutLatencyModel(medians, 3.3, "partial.parquet", "xeon", correction), covered
+
+
+CORRECTIONS = [None, NetworkCorrection(scale=1.07, boundary_us=1.2, boundary_element_us=4e-4)]
+
+
+@pytest.mark.parametrize("space_name", ["chamnet-mobile", "chamnet-res", "chamnet-mobile-mini"])
+@pytest.mark.parametrize("correction", CORRECTIONS)
+def test_predictions_equal_the_reference_bit_for_bit(space_name: str, correction: NetworkCorrection | None) -> None:
+    """Covered architectures exactly; others interpolated exactly, flagged, and the same units reported."""
+    space = get_space(space_name)
+    lut, covered = _partial_lut(space, correction)
+    predictor = LatencyPredictor(lut, space)
+    for batch in (covered, covered[:84], covered[7:8], covered[:0]):
+        prediction = predictor.predict(batch)
+        expected, flags, _ = _reference_predict(lut, space, batch, interpolate=False)
+        assert np.array_equal(prediction.latency_ms, expected) and not prediction.interpolated.any()
+    guessing = LatencyPredictor(lut, space, interpolate=True)
+    expected_keys: set[str] = set()
+    for seed in (1, 2):
+        X = np.vstack([space.random(84, seed), covered[:10]])
+        prediction = guessing.predict(X)
+        expected, flags, keys = _reference_predict(lut, space, X, interpolate=True)
+        expected_keys |= keys
+        assert np.array_equal(prediction.latency_ms, expected)
+        assert np.array_equal(prediction.interpolated, flags) and flags.any() and not flags[-10:].any()
+        assert guessing.interpolated_keys == expected_keys
+        assert prediction.interpolated_signatures == tuple(sorted(expected_keys))
+
+
+@pytest.mark.parametrize("space_name", ["chamnet-mobile", "chamnet-res", "chamnet-mobile-mini"])
+def test_units_missing_from_the_lut_are_the_same_one_line_error(space_name: str) -> None:
+    from optimizer.latency.lut_model import MissingSignatures
+
+    space = get_space(space_name)
+    lut, covered = _partial_lut(space)
+    X = np.vstack([covered[:5], space.random(30, 4)])
+    with pytest.raises(MissingSignatures) as expected:
+        _reference_predict(lut, space, X, interpolate=False)
+    predictor = LatencyPredictor(lut, space)
+    with pytest.raises(MissingSignatures) as error:
+        predictor.predict(X)
+    assert str(error.value) == str(expected.value) and "\n" not in str(error.value)
+    with pytest.raises(MissingSignatures) as again:  # the cached tables give the same error
+        predictor.predict(X)
+    assert str(again.value) == str(expected.value)
+    assert np.array_equal(predictor.predict(covered[:5]).latency_ms, _reference_predict(lut, space, covered[:5], False)[0])
+
+
+def test_nothing_to_interpolate_from_is_the_same_error() -> None:
+    from optimizer.latency.lut_model import MissingSignatures
+
+    space = get_space("chamnet-mobile-mini")
+    lut = LutLatencyModel({"identity(n=1,c_in=1,h=1,w=1,c_out=1,kernel=1,stride=1,padding=0,groups=1,mid_channels=0,"
+                           "activation=none,dtype=fp32)": 3.0}, 3.0, "empty.parquet", "xeon")
+    X = space.random(20, 0)
+    first = space.slots[0].signature(min(tuple(int(v) for v in row) for row in space.slots[0].params(X))).key
+    with pytest.raises(MissingSignatures, match=f"nothing to interpolate {re.escape(first)} from"):
+        LatencyPredictor(lut, space, interpolate=True).predict(X)
+
+
+@pytest.mark.parametrize("correction", CORRECTIONS)
+def test_slots_without_declared_genes_and_rows_off_the_grid_give_the_same_latencies(correction) -> None:
+    """The row-by-row path (no gene-grid tables) agrees with the tables and the reference."""
+    import dataclasses
+
+    from optimizer.spaces import SearchSpace
+
+    space = get_space("chamnet-mobile")
+    plain = SearchSpace("undeclared", space.genes, [dataclasses.replace(s, genes=None) for s in space.slots])
+    lut, covered = _partial_lut(space, correction)
+    lut_plain = LutLatencyModel(lut.median_us, lut.overhead_us, lut.source, lut.device, correction)
+    X = np.vstack([space.random(50, 3), covered[:20]])
+    expected, flags, keys = _reference_predict(lut, space, X, interpolate=True)
+    by_rows = LatencyPredictor(lut_plain, plain, interpolate=True)
+    prediction = by_rows.predict(X)
+    assert by_rows._grid is None  # no tables without the slots' genes
+    assert np.array_equal(prediction.latency_ms, expected) and np.array_equal(prediction.interpolated, flags)
+    assert by_rows.interpolated_keys == keys
+    as_floats = LatencyPredictor(lut, space, interpolate=True).predict(X.astype(np.float64))
+    assert np.array_equal(as_floats.latency_ms, expected)
+    off_grid = X.copy()
+    off_grid[:, space.index("c1")] += 1  # channels off the step-8 grid: priced row by row, as before
+    np.testing.assert_array_equal(LatencyPredictor(lut, space, interpolate=True).predict(off_grid).latency_ms,
+                                  LatencyPredictor(lut_plain, plain, interpolate=True).predict(off_grid).latency_ms)
+
+
+def test_a_warm_batch_is_priced_without_the_slot_arithmetic() -> None:
+    """Issue 17: once its grid points are known, a batch runs no slot function (no per-architecture Python)."""
+    import dataclasses
+
+    from optimizer.spaces import SearchSpace
+
+    space = get_space("chamnet-mobile")
+    calls = {"n": 0}
+
+    def counted(fn):
+        def wrapped(*args):
+            calls["n"] += 1
+            return fn(*args)
+        return wrapped
+
+    slots = [dataclasses.replace(s, params=counted(s.params), count=counted(s.count), signature=counted(s.signature))
+             for s in space.slots]
+    counting = SearchSpace(space.name, space.genes, slots)
+    lut, covered = _partial_lut(space)
+    predictor = LatencyPredictor(lut, counting, interpolate=True)
+    X = np.vstack([covered, space.random(200, 9)])
+    first = predictor.predict(X).latency_ms
+    assert calls["n"] > 0
+    calls["n"] = 0
+    batches = [predictor.predict(X[i:i + 84]).latency_ms for i in range(0, len(X), 84)]
+    assert calls["n"] == 0 and np.array_equal(np.concatenate(batches), first)

@@ -285,3 +285,29 @@ def test_build_network_checks_shapes():
         build_network([a.replace(dtype="int8")])
     fc_only = build_network([make_signature("fc", c_in=8, c_out=4), make_signature("fc", c_in=4, c_out=2)])
     assert [d.dim_value for d in fc_only.graph.output[0].type.tensor_type.shape.dim] == [1, 2]
+
+
+def test_slots_declare_every_gene_they_read(space):
+    """The latency predictor's tables are indexed by ``Slot.genes``: changing any other gene must change nothing."""
+    rng = np.random.default_rng(4)
+    X = space.random(200, rng)
+    for slot in space.slots:
+        assert slot.genes is not None and list(slot.genes) == sorted(set(slot.genes))
+        others = [g for g in range(space.dim) if g not in slot.genes]
+        changed = X.copy()
+        changed[:, others] = space.random(len(X), rng)[:, others]
+        assert np.array_equal(np.asarray(slot.params(changed)), np.asarray(slot.params(X))), slot.name
+        assert np.array_equal(np.asarray(slot.count(changed)), np.asarray(slot.count(X))), slot.name
+        probed = {g for g in range(space.dim) if space._slot_depends_on(slot, g, X[:48])}
+        assert probed == set(slot.genes), slot.name  # and no gene more than it reads
+
+
+def test_slot_signatures_are_make_signatures(space):
+    """The slots build their signatures without make_signature after the first (issue 17): the same signatures."""
+    X = np.vstack([space.random(100, 6), space.low, space.high])
+    for slot in space.slots:
+        make = slot.signature
+        for row in np.unique(np.asarray(slot.params(X)), axis=0):
+            unit = tuple(int(v) for v in row)
+            expected = make_signature(make.kind, **make.fixed, **make.fields(unit))
+            assert make(unit) == expected and make(tuple(row)) == expected, (slot.name, unit)

@@ -1,7 +1,10 @@
 """Latency models: what a network costs on a device.
 
 * :mod:`optimizer.latency.lut_model`: the LUT latency model (ChamNet Eq. 7: the sum of the operators' LUT
-  entries), the fitted network correction, and the batched :class:`LatencyPredictor` searches call.
+  entries), the fitted network correction, and the batched :class:`LatencyPredictor` searches call;
+* :mod:`optimizer.latency.slot_tables`: how the predictor finds every slot's LUT entry for a batch by array
+  indexing (per-slot tables over the grid of the genes a slot reads), so a search's batches cost no Python
+  per architecture;
 * :mod:`optimizer.latency.architecture_tables`: tables of whole architectures measured (or estimated) on
   several devices, the input of the cross-device methods (read through :mod:`harness.networks.tables`).
 

@@ -29,6 +29,7 @@ import numpy as np
 from harness.lut import store as lut_store
 from harness.errors import ChameleonError
 from harness.signature import IDENTITY, OpSignature
+from optimizer.latency.slot_tables import GeneGridTables, PackedRowTable
 
 
 class MissingSignatures(ChameleonError):
@@ -151,13 +152,17 @@ class LutLatencyModel:
 
     @classmethod
     def from_file(cls, path: str | Path, correction: NetworkCorrection | None = None) -> "LutLatencyModel":
-        table = lut_store.read_lut(path)
+        return cls.from_table(lut_store.read_lut(path), str(path), correction)
+
+    @classmethod
+    def from_table(cls, table: Any, source: str = "", correction: NetworkCorrection | None = None) -> "LutLatencyModel":
+        """From a LUT already read (:func:`harness.lut.store.read_lut`); ``source`` names it in messages."""
         keys = table.column("signature").to_pylist()
         medians = table.column("median_us").to_pylist()
         kinds = table.column("kind").to_pylist()
         overhead = next((m for k, m in zip(kinds, medians) if k == IDENTITY), 0.0)
         devices = sorted(set(table.column("device_id").to_pylist()))
-        return cls(dict(zip(keys, medians)), overhead, str(path), ",".join(devices), correction)
+        return cls(dict(zip(keys, medians)), overhead, source, ",".join(devices), correction)
 
     def missing(self, signatures: Iterable[OpSignature]) -> list[str]:
         return sorted({s.key for s in signatures if s.key not in self.median_us})
@@ -193,162 +198,173 @@ class LatencyPredictor:
     """F(x, plat): network latency of many architectures of a search space from one device's LUT, vectorised.
 
     A search space describes its network as *slots* whose operator depends on
-    a few genes.  For each slot, the distinct gene combinations among the
-    architectures are looked up once (cached across calls) and gathered back,
-    so the cost grows with the number of distinct units, not architectures.
-    The LUT's per-invocation overhead is counted once per network, and the
-    LUT model's :class:`NetworkCorrection`, if any, is applied.
+    a few genes.  Each slot's unit is looked up once per grid point of the
+    genes it reads and kept in a table indexed by those genes
+    (:class:`~optimizer.latency.slot_tables.GeneGridTables`), so pricing a
+    batch of architectures is a matrix product and a few gathers, whatever
+    its size (EES asks for ~84 at a time; issue 17).  A space whose slots do
+    not declare their genes, or architectures off its grid, are priced slot
+    by slot (:class:`~optimizer.latency.slot_tables.PackedRowTable`), with the
+    same results.  The LUT's per-invocation overhead is counted once per
+    network, and the LUT model's :class:`NetworkCorrection`, if any, is applied.
 
     A unit missing from the LUT is an error listing the missing signatures
     and the sweep that measures them; with ``interpolate=True`` it is instead
     estimated from the nearest measured entry of the same kind and shape
     family, scaled by MACs, and the architectures using it are flagged.
+    ``interpolated_keys`` collects every unit interpolated so far (a slot's
+    unit is looked up for every architecture of a batch in which some
+    architecture uses the slot).
     """
 
     def __init__(self, lut: LutLatencyModel, space: Any, interpolate: bool = False) -> None:
         self.lut, self.space, self.interpolate = lut, space, interpolate
-        # One lookup table per slot of the space: a unit's LUT entry is found once, then by array indexing.
-        self._tables = [_SlotTable(slot, self._unit_entry) for slot in space.slots]
-        self._neighbours: dict[tuple, list[tuple[float, float]]] | None = None
+        self._grid: GeneGridTables | None = None  # built on the first prediction
+        self._grid_built = False
+        self._row_tables: list[PackedRowTable] | None = None
+        self._entries: dict[str, tuple[float, bool, int]] = {}  # signature key -> entry, for every slot
+        self._neighbours: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self.interpolated_keys: set[str] = set()
+        self._interpolated_sorted: tuple[str, ...] = ()
+        self._new_interpolated: list[str] = []
 
-    def _unit_entry(self, signature: OpSignature) -> tuple[float, bool, int]:
-        """A unit's median (µs, NaN when missing), whether it was interpolated, and its output elements."""
-        return (*self._unit_us(signature), math.prod(signature.output_shape))
+    def predict(self, X: np.ndarray) -> LatencyPrediction:
+        X = np.atleast_2d(np.asarray(X))
+        if not self._grid_built:
+            self._grid, self._grid_built = GeneGridTables.for_space(self.space), True
+        positions = None if self._grid is None else self._grid.positions(X)
+        if positions is None:
+            counts, unit, guessed, output = self._units_by_rows(X)
+        else:
+            counts, unit, guessed, output = self._units_by_grid(X, positions)
+        present = counts > 0
+        overhead = self.lut.overhead_us
+        total = np.full(X.shape[0], overhead)
+        for contribution in np.where(present, counts * (unit - overhead), 0.0):  # in slot order: the same float sum
+            total += contribution  # (np.sum may pair terms up, e.g. for a single architecture)
+        if np.isnan(total).any():  # a unit some architecture uses is missing from the LUT (NaN)
+            missing = np.isnan(unit) & present
+            if missing.any():
+                raise self._missing(X, missing)
+        flagged = (guessed & present).any(axis=0)
+        correction = self.lut.correction
+        if correction is not None:  # unit count, boundary elements, and the last unit's output (not a boundary)
+            units = np.where(present, counts, 0).sum(axis=0).astype(np.float64)
+            elements = np.where(present, counts * output, 0.0).sum(axis=0)
+            last_slot = len(present) - 1 - np.argmax(present[::-1], axis=0)
+            last = np.where(present.any(axis=0), output[last_slot, np.arange(X.shape[0])], 0.0) \
+                if len(present) else np.zeros(X.shape[0])
+            total = correction.apply(total, np.maximum(units - 1, 0), elements - last)
+        return LatencyPrediction(total / 1000.0, flagged, self._interpolated_signatures())
 
-    def _unit_us(self, signature: OpSignature) -> tuple[float, bool]:
-        value = self.lut.median_us.get(signature.key)
-        if value is not None:
-            return value, False
-        if not self.interpolate:
-            return float("nan"), False
-        return self._interpolated_us(signature), True
+    def _units_by_grid(self, X: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Counts, entries, interpolated flags and outputs ``[slots, N]`` from the gene-grid tables."""
+        grid = self._grid
+        counts = grid.count[positions]
+        if (counts < 0).any():
+            grid.fill_counts(X, positions)
+            counts = grid.count[positions]
+        used = (counts > 0).any(axis=1)  # a slot's unit is looked up when some architecture of the batch uses it
+        state = grid.state[positions]
+        if ((state < 0) & used[:, None]).any():
+            grid.resolve(X, positions, np.flatnonzero(used), self._unit_entries)
+            state = grid.state[positions]
+        output = grid.output[positions] if self.lut.correction is not None else None
+        return counts, grid.value[positions], state == 1, output
 
-    def _interpolated_us(self, signature: OpSignature) -> float:
+    def _units_by_rows(self, X: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The same from each slot's rows, computed for this batch (slots without declared genes, rows off the grid)."""
+        if self._row_tables is None:
+            self._row_tables = [PackedRowTable(slot, self._unit_entries) for slot in self.space.slots]
+        shape = (len(self._row_tables), X.shape[0])
+        counts, unit = np.zeros(shape, dtype=np.int64), np.zeros(shape)
+        guessed, output = np.zeros(shape, dtype=bool), np.zeros(shape)
+        for s, (slot, table) in enumerate(zip(self.space.slots, self._row_tables)):
+            counts[s] = np.asarray(slot.count(X))
+            if not (counts[s] > 0).any():
+                continue
+            index = table.lookup(np.asarray(slot.params(X)))
+            unit[s], guessed[s], output[s] = table.values[index], table.guessed[index], table.outputs[index]
+        return counts, unit, guessed, output
+
+    def _missing(self, X: np.ndarray, missing: np.ndarray) -> MissingSignatures:
+        keys: set[str] = set()
+        for s in np.flatnonzero(missing.any(axis=1)):
+            slot, rows = self.space.slots[s], X[missing[s]]
+            params = np.asarray(slot.params(rows), dtype=np.int64).reshape(len(rows), -1)
+            keys.update(slot.signature(tuple(int(v) for v in row)).key for row in np.unique(params, axis=0))
+        keys = sorted(keys)
+        device = self.lut.device or "DEVICE"
+        return MissingSignatures(
+            f"{self.lut.source}: {len(keys)} signature(s) of {self.space.name} are not in the LUT, e.g. {keys[0]}; "
+            f"measure them with: bench sweep --device {device} --plan {self.space.name} --out {self.lut.source} "
+            f"(or pass --interpolate to estimate them, flagged)"
+        )
+
+    def _interpolated_signatures(self) -> tuple[str, ...]:
+        """``interpolated_keys`` sorted, by merging in the keys added since the last batch (a search interpolates
+        ~10^4 units, ~100 a batch: sorting them all for every batch took a third of a search)."""
+        if self._new_interpolated:
+            self._interpolated_sorted = tuple(sorted([*self._interpolated_sorted, *self._new_interpolated]))
+            self._new_interpolated.clear()
+        if len(self._interpolated_sorted) != len(self.interpolated_keys):  # the set was changed from outside
+            self._interpolated_sorted = tuple(sorted(self.interpolated_keys))
+        return self._interpolated_sorted
+
+    def _unit_entries(self, signatures: list[OpSignature]) -> list[tuple[float, bool, int]]:
+        """Each unit's median (µs, NaN when missing), whether it was interpolated, and its output elements."""
+        keys = [s.key for s in signatures]  # built anew on every access: once per unit here
+        todo = [i for i, key in enumerate(keys) if key not in self._entries]
+        guess = []
+        for i in todo:
+            value = self.lut.median_us.get(keys[i])
+            if value is None and self.interpolate:
+                guess.append(i)
+            else:
+                self._entries[keys[i]] = (float("nan") if value is None else value, False,
+                                          math.prod(signatures[i].output_shape))
+        if guess:
+            values = self._interpolated_us([signatures[i] for i in guess], [keys[i] for i in guess])
+            for i, value in zip(guess, values):
+                self._entries[keys[i]] = (value, True, math.prod(signatures[i].output_shape))
+        return [self._entries[key] for key in keys]
+
+    def _interpolated_us(self, signatures: list[OpSignature], keys: list[str]) -> list[float]:
+        """The nearest measured entries (by log-MACs) of each unit's closest family, scaled by MACs."""
         if self._neighbours is None:
             from harness.signature import IDENTITY, parse_signature
 
-            self._neighbours = {}
+            families: dict[tuple, list[tuple[float, float]]] = {}
             for key, median in self.lut.median_us.items():
                 other = parse_signature(key)
                 if other.kind == IDENTITY:
                     continue
                 for family in _families(other):
-                    self._neighbours.setdefault(family, []).append((float(max(other.macs, 1)), median))
+                    families.setdefault(family, []).append((float(max(other.macs, 1)), median))
+            self._neighbours = {}
+            for family, entries in families.items():
+                macs = np.array([m for m, _ in entries], dtype=np.float64)
+                self._neighbours[family] = (np.log(macs), macs, np.array([u for _, u in entries], dtype=np.float64))
         # The closest family that has entries: same kind and shape rules, then same kind, then same dtype.
-        candidates = next((self._neighbours[f] for f in _families(signature) if f in self._neighbours), None)
-        if not candidates:
-            raise MissingSignatures(f"{self.lut.source}: nothing to interpolate {signature.key} from (no {signature.dtype} entries)")
-        macs = float(max(signature.macs, 1))
-        nearest_macs, nearest_us = min(candidates, key=lambda c: abs(np.log(c[0]) - np.log(macs)))
-        self.interpolated_keys.add(signature.key)
-        return nearest_us * macs / nearest_macs
-
-    def predict(self, X: np.ndarray) -> LatencyPrediction:
-        X = np.atleast_2d(np.asarray(X))
-        overhead = self.lut.overhead_us
-        correction = self.lut.correction
-        total = np.full(X.shape[0], overhead, dtype=np.float64)
-        if correction is not None:  # unit count, boundary elements, and the last unit's output (not a boundary)
-            units, elements, last = (np.zeros(X.shape[0]) for _ in range(3))
-        flagged = np.zeros(X.shape[0], dtype=bool)
-        missing: set[str] = set()
-        for slot, table in zip(self.space.slots, self._tables):
-            counts = np.asarray(slot.count(X))
-            present = counts > 0
-            if not present.any():
-                continue
-            params = np.asarray(slot.params(X))
-            index = table.lookup(params)
-            unit = table.values[index]
-            absent_in_lut = np.isnan(unit) & present
-            if absent_in_lut.any():
-                for i in np.unique(index[absent_in_lut]):
-                    missing.add(slot.signature(tuple(int(v) for v in table.rows[i])).key)
-                continue
-            total += np.where(present, counts * (unit - overhead), 0.0)
-            flagged |= table.guessed[index] & present
-            if correction is not None:
-                output = table.outputs[index]
-                units += np.where(present, counts, 0)
-                elements += np.where(present, counts * output, 0.0)
-                last = np.where(present, output, last)
-        if missing:
-            keys = sorted(missing)
-            device = self.lut.device or "DEVICE"
-            raise MissingSignatures(
-                f"{self.lut.source}: {len(keys)} signature(s) of {self.space.name} are not in the LUT, e.g. {keys[0]}; "
-                f"measure them with: bench sweep --device {device} --plan {self.space.name} --out {self.lut.source} "
-                f"(or pass --interpolate to estimate them, flagged)"
-            )
-        if correction is not None:
-            total = correction.apply(total, np.maximum(units - 1, 0), elements - last)
-        return LatencyPrediction(total / 1000.0, flagged, tuple(sorted(self.interpolated_keys)))
-
-
-class _SlotTable:
-    """The LUT entries of one slot's units, found by array lookups at search batch sizes.
-
-    A unit is a row of the slot's integer parameters.  Each row is packed into one int64 key (mixed
-    radix, one power of two per column, grown when a larger value arrives) and the keys seen so far
-    are kept sorted, so a batch of architectures costs a ``searchsorted``; only rows never seen
-    before go through Python (the signature, the LUT dictionary).  EES asks for ~84 architectures
-    at a time, thousands of times: np.unique and a loop over unique rows per call made the latency
-    model most of a search's time (issue 17).
-    """
-
-    def __init__(self, slot: Any, entry: Any) -> None:
-        self.slot, self.entry = slot, entry
-        self.rows = np.zeros((0, 0), dtype=np.int64)
-        self.values = np.zeros(0)
-        self.guessed = np.zeros(0, dtype=bool)
-        self.outputs = np.zeros(0)
-        self._bits: np.ndarray | None = None
-        self._shifts = np.zeros(0, dtype=np.int64)
-        self._sorted_keys = np.zeros(0, dtype=np.int64)
-        self._order = np.zeros(0, dtype=np.int64)
-
-    def lookup(self, params: np.ndarray) -> np.ndarray:
-        """Row indices into ``values``/``guessed``/``outputs`` of each row of ``params`` (new rows added)."""
-        params = np.asarray(params, dtype=np.int64).reshape(len(params), -1)
-        if self._bits is None:
-            self._bits = np.zeros(params.shape[1], dtype=np.int64)
-            self._shifts = np.zeros(params.shape[1], dtype=np.int64)
-            self.rows = np.zeros((0, params.shape[1]), dtype=np.int64)
-        if params.size and params.min() < 0:
-            raise ValueError(f"slot {getattr(self.slot, 'name', '?')}: negative unit parameters")
-        if len(params) and (params.max(axis=0) >> self._bits).any():  # a value wider than its column's bits
-            needed = np.array([int(v).bit_length() for v in params.max(axis=0)], dtype=np.int64)
-            self._bits = np.maximum(self._bits, needed)
-            if self._bits.sum() > 62:
-                raise ValueError("unit parameters too large to pack")
-            self._shifts = np.concatenate([np.cumsum(self._bits[::-1])[::-1][1:], [0]]).astype(np.int64)
-            self._rekey()
-        keys = self._keys(params)
-        position = np.searchsorted(self._sorted_keys, keys)
-        found = position < len(self._sorted_keys)
-        found[found] = self._sorted_keys[position[found]] == keys[found]
-        if not found.all():
-            _, first = np.unique(keys[~found], return_index=True)
-            self._add(params[~found][first])
-            position = np.searchsorted(self._sorted_keys, keys)
-        return self._order[position]
-
-    def _keys(self, params: np.ndarray) -> np.ndarray:
-        return (params << self._shifts).sum(axis=1) if params.size else np.zeros(len(params), dtype=np.int64)
-
-    def _rekey(self) -> None:
-        keys = self._keys(self.rows)
-        self._order = np.argsort(keys, kind="stable")
-        self._sorted_keys = keys[self._order]
-
-    def _add(self, rows: np.ndarray) -> None:
-        entries = [self.entry(self.slot.signature(tuple(int(v) for v in row))) for row in rows]
-        self.rows = np.vstack([self.rows, rows])
-        self.values = np.concatenate([self.values, [e[0] for e in entries]])
-        self.guessed = np.concatenate([self.guessed, np.array([e[1] for e in entries], dtype=bool)])
-        self.outputs = np.concatenate([self.outputs, [float(e[2]) for e in entries]])
-        self._rekey()
+        groups: dict[tuple, list[int]] = {}
+        for i, (signature, key) in enumerate(zip(signatures, keys)):
+            family = next((f for f in _families(signature) if f in self._neighbours), None)
+            if family is None:
+                raise MissingSignatures(f"{self.lut.source}: nothing to interpolate {key} from (no {signature.dtype} entries)")
+            groups.setdefault(family, []).append(i)
+        values = [0.0] * len(signatures)
+        for family, members in groups.items():
+            log_macs, all_macs, medians = self._neighbours[family]
+            macs = np.array([float(max(signatures[i].macs, 1)) for i in members])
+            # argmin: the first of equals, as min() over the family's entries in LUT order
+            nearest = np.argmin(np.abs(log_macs[None, :] - np.log(macs)[:, None]), axis=1)
+            for i, value in zip(members, (medians[nearest] * macs / all_macs[nearest]).tolist()):
+                values[i] = value
+        for key in keys:
+            if key not in self.interpolated_keys:
+                self.interpolated_keys.add(key)
+                self._new_interpolated.append(key)
+        return values
 
 
 def _families(signature: OpSignature) -> tuple[tuple, ...]:

@@ -75,13 +75,19 @@ class Slot:
     ``params(X)`` maps decoded architectures ``[N, genes]`` to the integer rows
     ``[N, p]`` that fix the slot's signature; ``signature(row)`` builds it;
     ``count(X)`` says how often the unit occurs in each architecture (0 when
-    absent, e.g. the repeated block of a stage with n = 1).
+    absent, e.g. the repeated block of a stage with n = 1).  ``genes`` are the
+    columns of X that ``params`` and ``count`` read (a superset is allowed;
+    None: not declared).  With them the latency predictor keeps one lookup
+    table per slot indexed by those genes' grid positions, so a batch of
+    architectures is priced by array indexing alone (issue 17); a slot
+    without them is priced by computing its rows for every batch.
     """
 
     name: str
     params: Callable[[np.ndarray], np.ndarray]
     signature: Callable[[tuple[int, ...]], OpSignature]
     count: Callable[[np.ndarray], np.ndarray]
+    genes: tuple[int, ...] | None = None
 
 
 # ------------------------------------------------------------------ the space
