@@ -523,7 +523,8 @@ def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float 
         ci_low_us=None if ci is None else ci[0],
         ci_high_us=None if ci is None else ci[1],
         descheduled_runs=sum(b.descheduled_runs for b in cpu_read) if cpu_read else None,
-        cpu_share=sum(b.cpu_ns for b in cpu_read) / sum(b.wall_ns for b in cpu_read) if cpu_read else None,  # type: ignore[misc]
+        # The CPU clock is read just outside the wall clock's window, so a quiet run reads a hair over 1: capped.
+        cpu_share=min(1.0, sum(b.cpu_ns for b in cpu_read) / sum(b.wall_ns for b in cpu_read)) if cpu_read else None,  # type: ignore[misc]
         raw_median_us=raw_median if baseline_us is not None else None,
         reference_us=reference_us,
         reference_baseline_us=baseline_us,

@@ -159,6 +159,9 @@ def test_optimize_estimate_counts_the_overhead_once(swept: Path, tmp_path: Path)
     total = sum(r["median_us"] for r in ops)
     assert estimate["operator_sum_us"] == pytest.approx(total)
     assert estimate["latency_us"] == pytest.approx(total - 3 * overhead)
+    # The estimate says how quiet and steady the LUT's host was (the test profile keeps no reference kernel).
+    assert estimate["host"]["rows"] == len(table) and estimate["host"]["rows_with_reference"] == 0
+    assert estimate["host"]["cpu_share_median"] is not None
 
     listing.write_text(OVERHEAD_SIGNATURE.replace(c_in=5, c_out=5).key + "\n")
     missing = subprocess.run([sys.executable, "-m", "optimizer", "estimate", "--lut", str(swept), str(listing)],

@@ -151,14 +151,21 @@ def estimate(
         raise ChameleonError(f"{signatures}: no signatures")
     from optimizer.latency.lut_model import LutLatencyModel, NetworkCorrection
 
-    result = LutLatencyModel.from_file(lut, None if correction is None else NetworkCorrection.load(correction)).estimate(ops)
+    from harness.host_speed import host_report
+    from harness.lut import store as lut_store
+
+    table = lut_store.read_lut(lut)
+    model = LutLatencyModel.from_table(table, str(lut), None if correction is None else NetworkCorrection.load(correction))
+    result = model.estimate(ops)
+    host = host_report(table)  # how quiet and steady the host was, and at which reference speed the sum holds
     if as_json:
-        emit_json({"lut": str(lut), **result.__dict__})
+        emit_json({"lut": str(lut), **result.__dict__, "host": host.to_json()})
     else:
         corrected = "" if correction is None else f", {result.plain_us / 1000:.3f} ms before the network correction"
         stdout.print(f"{result.operators} operators: {result.latency_us / 1000:.3f} ms "
                   f"(sum of entries {result.operator_sum_us / 1000:.3f} ms, overhead {result.overhead_us:.1f} µs counted once"
                   f"{corrected})")
+        stdout.print(f"LUT host: {host.line()}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
