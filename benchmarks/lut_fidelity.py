@@ -139,12 +139,13 @@ def main() -> int:
             # 2. the networks, exported group by group and measured end to end, both sets shuffled together
             order = np.random.default_rng(args.seed).permutation(len(archs))
             measured = np.full(len(archs), np.nan)
+            measured_p10 = np.full(len(archs), np.nan)
             network_speed: list[float] = []  # the host's speed against the LUT's baseline while networks ran
             cv = np.full(len(archs), np.nan)
             task = progress.add_task(f"measure {len(archs)} networks", total=len(archs))
             t0, c0 = time.monotonic(), time.process_time()
             group_size = profile.measurement.interleave_group
-            # Networks are expressed at the LUT's reference speed, as its rows are (None: a LUT without one)
+            # Networks are held to the host state the LUT was measured in, as its rows are (None: a LUT without one)
             baseline = lut_baseline(lut_store.read_lut(lut_path))
             with tempfile.TemporaryDirectory(prefix="chameleon-fidelity-") as folder:
                 for start in range(0, len(order), group_size):
@@ -152,6 +153,7 @@ def main() -> int:
                     paths = [space.export_onnx(archs[i], Path(folder) / f"net-{i}.onnx") for i in group]
                     for i, timing in zip(group, measure_networks(profile, paths, runner=runner, baseline_us=baseline)):
                         measured[i], cv[i] = timing.median_us, timing.cv
+                        measured_p10[i] = timing.p10_us if timing.p10_us is not None else np.nan
                         if timing.reference_us is not None:
                             network_speed.append(timing.reference_baseline_us / timing.reference_us)
                     for path in paths:
@@ -206,6 +208,21 @@ def main() -> int:
             "worst_error": float(error[np.argmax(np.abs(error))]),
         }
 
+    # The same comparison on the 10th percentile of runs, LUT rows and networks alike: the fast mode of a host
+    # whose speed flips between two states (see docs/measurement.md) is what reproduces from sweep to sweep.
+    lut_table = lut_store.read_lut(lut_path)
+    by_p10 = None
+    if lut_table.column("p10_us").null_count == 0 and np.isfinite(measured_p10).all():
+        p10_table = lut_table.set_column(lut_table.schema.get_field_index("median_us"), "median_us", lut_table.column("p10_us"))
+        p10_estimates = [LutLatencyModel.from_table(p10_table, str(lut_path)).estimate(u) for u in units]
+        p10_plain = np.array([e.plain_us for e in p10_estimates])
+        by_p10 = {"plain": fidelity(p10_plain[eval_slice], measured_p10[eval_slice])}
+        if len(calibration) >= 3:
+            p10_correction = NetworkCorrection.fit(p10_estimates[cal_slice], measured_p10[cal_slice], device=profile.name)
+            corrected_p10 = np.array([p10_correction.apply(e.plain_us, max(e.operators - 1, 0), e.boundary_elements)
+                                      for e in p10_estimates])
+            by_p10["corrected"] = fidelity(corrected_p10[eval_slice], measured_p10[eval_slice])
+
     lut_now = np.array([model.median_us[s.key] for s in sample])
     drift = float(np.median(np.asarray(again) / lut_now))
     results = {name: fidelity(pred[eval_slice], measured[eval_slice]) for name, pred in predictions.items()}
@@ -239,7 +256,7 @@ def main() -> int:
         # how far the conditions the networks met are from those of the LUT
         "lut_drift": drift,
         # How quiet and steady the host was while the LUT was measured (its rows' host columns), and its speed
-        # against the LUT's baseline while the networks ran (1: the LUT's speed; networks are scaled to it)
+        # against the LUT's baseline around the networks' kept batches (1: the LUT's fast state)
         "lut_host": host_report(lut_store.read_lut(lut_path)).to_json(),
         "network_host_speed": None if not network_speed else {
             "low": float(np.quantile(network_speed, 0.05)), "median": float(np.median(network_speed)),
@@ -251,6 +268,7 @@ def main() -> int:
             "corrected": "plain with a NetworkCorrection fitted on the calibration networks only",
         },
         "fidelity": results,
+        "fidelity_p10": by_p10,
         "correction": None if correction is None else correction.to_json(),
         "wall_s": phases,
         "cpu_share": cpu_share,
@@ -276,6 +294,10 @@ def main() -> int:
         table.add_row(name, f"{f['mape']:.1%}", f"{f['share_within_10pct']:.0%}", f"{f['spearman_rho']:.4f}",
                       f"{f['median_error']:+.1%}", f"{f['worst_error']:+.1%}", "met" if f["meets_goal"] else "missed")
     out.print(table)
+    if by_p10 is not None:
+        out.print("on the 10th percentile (LUT rows and networks): " + "; ".join(
+            f"{name} {f['share_within_10pct']:.0%} within ±10%, MAPE {f['mape']:.1%}, ρ {f['spearman_rho']:.4f}"
+            for name, f in by_p10.items()))
     if correction is not None:
         out.print(f"correction (fitted on {correction.networks} calibration networks, MAPE there "
                   f"{correction.calibration_mape:.1%}): scale {correction.scale:.3f}, "
@@ -291,7 +313,7 @@ def main() -> int:
     out.print(f"LUT host: {host_report(lut_store.read_lut(lut_path)).line()}", markup=False)
     if network_speed:
         out.print(f"host speed while the networks ran: {np.median(network_speed):.2f}× the LUT's "
-                  f"(networks scaled to the LUT's reference speed)")
+                  f"(batches held to within the profile's tolerance of it)")
     out.print(f"LUT drift {drift:.3f}; overhead {model.overhead_us:.2f} µs; {len(distinct)} units ({sweep.measured} LUT rows measured now); "
               f"wall {phases['total_s']:.0f} s (sweep {phases['sweep_s']:.0f} s, networks {phases['networks_s']:.0f} s, "
               f"drift check {phases['drift_s']:.0f} s)")

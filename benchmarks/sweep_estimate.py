@@ -141,11 +141,7 @@ def main() -> int:
 
 
 def _agreement(first, second) -> dict[str, float]:
-    """How two LUTs of one sample agree, the second expressed at the first's reference speed where both keep one."""
-    from harness.host_speed import lut_baseline, rescaled
-
-    if lut_baseline(first) is not None and lut_baseline(second) is not None:
-        second = rescaled(second, lut_baseline(first))
+    """How two LUTs of one sample agree."""
     a = dict(zip(first.column("signature").to_pylist(), first.column("median_us").to_pylist()))
     b = dict(zip(second.column("signature").to_pylist(), second.column("median_us").to_pylist()))
     ratio = np.array([b[k] / a[k] for k in a.keys() & b.keys() if a[k] > 0])

@@ -1,20 +1,24 @@
 """The host's speed and quiet, as a LUT records them: the reference kernel, the baseline, and a LUT's host report.
 
-A virtual machine's speed drifts with its neighbours: the same operator read
-20-40% faster minutes later, every operator alike (see
-``../shared/measurement-notes.md``).  A fixed reference kernel
-(:data:`REFERENCE_SIGNATURE`, an ordinary convolution the runner builds like
-any other op) is timed at the start of every interleaved round, and every row
-is scaled to the speed at which the reference takes the LUT's
-``reference_baseline_us`` (see :func:`harness.measurement.measure_interleaved`):
-rows measured at different moments, and networks measured later, compare as if
-measured at one speed.  The baseline is fixed by the first group a LUT's
-first sweep measures, and every later sweep, resume and network timing of
-that LUT uses it.
+This machine's host changes speed under it: for seconds at a time a tenant on
+the same physical core slows it, and slows operators unequally (a
+memory-bound elementwise op about 2×, a convolution about 10%; see
+``../shared/measurement-notes.md`` and docs/measurement.md).  No one factor
+corrects that, so the harness measures in the fast state only: a fixed
+reference kernel (:data:`REFERENCE_SIGNATURE`, an ordinary convolution the
+runner builds like any other op) is timed around the operators' batches, and
+a batch is kept only when the readings around it are within the profile's
+``reference_tolerance`` of the LUT's ``reference_baseline_us``, the
+reference's time in the fast state (see
+:func:`harness.measurement.measure_interleaved`).  The baseline is fixed by
+the first group a LUT's first sweep measures; every later sweep, resume and
+network timing of that LUT holds its batches to it, so rows measured at
+different moments, and networks measured later, meet the same host.
 
 :func:`host_report` reads back, from a LUT's rows, how quiet (CPU share,
-descheduled runs) and how steady (the reference's range) its host was and how
-precise its medians are; ``bench lut show`` and ``optimize estimate`` print it.
+descheduled runs) and how steady (rounds dropped off the baseline, rows that
+never reached it) its host was and how precise its medians are;
+``bench lut show`` and ``optimize estimate`` print it.
 
 May import: :mod:`harness.signature`, pyarrow, numpy.  Never a runner or the optimizer.
 """
@@ -51,10 +55,10 @@ class HostReport:
     """How quiet and steady the host was while a LUT's rows were measured, and how precise their medians are."""
 
     rows: int
-    rows_with_reference: int  # rows scaled to the baseline (0: a LUT of schema version 1, a phone, an import)
+    rows_with_reference: int  # rows held to the baseline (0: a LUT of schema version 1, a phone, an import)
     reference_baseline_us: float | None
-    speed_low: float | None  # the host's speed against the baseline, 5th and 95th percentile over rows (1 = baseline)
-    speed_high: float | None
+    rows_off_baseline: int  # rows never measured at the baseline (the caps were reached): kept all their batches
+    rows_retaken_share: float | None  # rows with rounds taken again because the host was off its fast state
     cpu_share_median: float | None  # the measuring thread's CPU share over its timed runs, median and lowest row
     cpu_share_lowest: float | None
     descheduled_share: float | None  # runs dropped as descheduled over runs kept plus dropped
@@ -65,11 +69,12 @@ class HostReport:
         return asdict(self)
 
     def line(self) -> str:
-        """One line for a person; says "not recorded" where the LUT kept nothing of it."""
+        """One line for a person; says "not tracked" where the LUT kept nothing of it."""
         parts = []
         if self.rows_with_reference:
-            parts.append(f"host speed {self.speed_low:.2f}-{self.speed_high:.2f}× the reference "
-                         f"({self.reference_baseline_us:.0f} µs) over {self.rows_with_reference} rows, all scaled to it")
+            parts.append(f"host held to its fast state (reference {self.reference_baseline_us:.0f} µs) in "
+                         f"{self.rows_with_reference - self.rows_off_baseline} of {self.rows_with_reference} rows "
+                         f"({self.rows_retaken_share:.0%} of rows took rounds again)")
         else:
             parts.append("host speed not tracked (no reference kernel in this LUT)")
         if self.cpu_share_median is not None:
@@ -91,8 +96,8 @@ def host_report(table: pa.Table) -> HostReport:
 
     median = column("median_us")
     reference, baseline = column("reference_us"), column("reference_baseline_us")
-    scaled = np.isfinite(reference) & np.isfinite(baseline) & (reference > 0)
-    speed = baseline[scaled] / reference[scaled]
+    held = np.isfinite(reference) & np.isfinite(baseline)
+    off = column("off_baseline_rounds")
     share = column("cpu_share")
     share = share[np.isfinite(share)]
     dropped, runs = column("descheduled_runs"), column("runs")
@@ -106,37 +111,16 @@ def host_report(table: pa.Table) -> HostReport:
         return float(np.quantile(values, q)) if values.size else None
 
     total_runs = float(runs[known].sum() + dropped[known].sum()) if known.any() else 0.0
+    at_baseline = column("at_baseline")
     return HostReport(
         rows=table.num_rows,
-        rows_with_reference=int(scaled.sum()),
-        reference_baseline_us=float(baseline[scaled][0]) if scaled.any() else None,
-        speed_low=maybe(speed, 0.05),
-        speed_high=maybe(speed, 0.95),
+        rows_with_reference=int(held.sum()),
+        reference_baseline_us=float(baseline[held][0]) if held.any() else None,
+        rows_off_baseline=int(np.sum(at_baseline[held] == 0)),
+        rows_retaken_share=float(np.mean(off[held] > 0)) if held.any() else None,
         cpu_share_median=maybe(share, 0.5),
         cpu_share_lowest=float(share.min()) if share.size else None,
         descheduled_share=float(dropped[known].sum() / total_runs) if total_runs > 0 else None,
         precision_median=maybe(half, 0.5),
         precision_p90=maybe(half, 0.9),
     )
-
-
-def rescaled(table: pa.Table, baseline_us: float) -> pa.Table:
-    """A LUT's rows expressed at another reference speed: every time × ``baseline_us`` / the LUT's baseline.
-
-    Two LUTs of one host, each scaled to the baseline of its own first sweep,
-    compare only once expressed at one baseline (``raw_median_us`` and
-    ``reference_us``, what was read on the clock, are unchanged).  A LUT
-    without a baseline is returned as it is.
-    """
-    own = lut_baseline(table)
-    if own is None:
-        return table
-    factor = baseline_us / own
-    for name in ("median_us", "p10_us", "p90_us", "mean_us", "std_us", "min_us", "ci_low_us", "ci_high_us"):
-        index = table.schema.get_field_index(name)
-        column = table.column(name)
-        values = [None if v is None else v * factor for v in column.to_pylist()]
-        table = table.set_column(index, table.schema.field(index), pa.array(values, type=column.type))
-    index = table.schema.get_field_index("reference_baseline_us")
-    return table.set_column(index, table.schema.field(index),
-                            pa.array([baseline_us] * table.num_rows, type=table.column(index).type))

@@ -62,8 +62,12 @@ class MeasurementSettings:
     # Drop and repeat runs in which the measuring thread was off its CPU (descheduled, or its time stolen by the
     # hypervisor), read from the thread's CPU clock; only runners that compute on the calling thread can tell.
     exclude_descheduled: bool = False
-    # Time a fixed reference kernel in every interleaved round and scale each op to the LUT's reference speed.
+    # Time a fixed reference kernel at least every ``reference_every_s`` while timing, and keep only the batches
+    # whose bracketing reference readings are within ``reference_tolerance`` of the LUT's baseline (the host's
+    # fast state); the others are taken again in extra rounds (``max_attempts``).
     reference_kernel: bool = False
+    reference_tolerance: float = 0.04
+    reference_every_s: float = 0.05
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -78,6 +82,10 @@ class MeasurementSettings:
         problems = []
         if not (math.isfinite(self.precision) and 0 <= self.precision < 1):
             problems.append(f"precision must be in [0, 1) (0: fixed method), got {self.precision}")
+        if not (math.isfinite(self.reference_tolerance) and self.reference_tolerance > 0):
+            problems.append(f"reference_tolerance must be > 0, got {self.reference_tolerance}")
+        if not (math.isfinite(self.reference_every_s) and self.reference_every_s >= 0):
+            problems.append(f"reference_every_s must be >= 0, got {self.reference_every_s}")
         if not (math.isfinite(self.max_timed_s) and self.max_timed_s > 0):
             problems.append(f"max_timed_s must be > 0, got {self.max_timed_s}")
         if self.warmup_runs < 0:
@@ -209,17 +217,18 @@ class Measurement:
     throttled: bool | None = None  # any round throttled; None where the runner cannot tell
     temperature_c: float | None = None  # hottest reading over the rounds
     cpu_freq_khz: int | None = None  # lowest reading over the rounds
-    # The 95% confidence interval of the median (distribution-free; None from tool summaries), in the units of
-    # ``stats`` (scaled to the reference speed like it).
+    # The 95% confidence interval of the median (distribution-free; None from tool summaries).
     ci_low_us: float | None = None
     ci_high_us: float | None = None
     descheduled_runs: int | None = None  # runs dropped and repeated; None where the runner cannot tell
     cpu_share: float | None = None  # the measuring thread's CPU time over the wall time of its timed runs
-    # With a reference kernel: ``stats`` are scaled by reference_baseline_us / reference_us, the host's speed
-    # during this op's rounds against the speed its LUT (or group) is expressed at; raw_median_us is unscaled.
-    raw_median_us: float | None = None
+    # With a reference kernel: its median around the batches kept (the host's speed then), the baseline they
+    # were held to, and the rounds dropped because the host was off it.  Kept batches are all off it when
+    # ``off_baseline_rounds`` equals the rounds taken: the caps were reached and the row says so.
     reference_us: float | None = None
     reference_baseline_us: float | None = None
+    off_baseline_rounds: int | None = None
+    at_baseline: bool | None = None
 
     def columns(self) -> dict[str, Any]:
         """The figures as the LUT's (and network timings') columns, by name."""
@@ -229,8 +238,9 @@ class Measurement:
                 "cv": stats.cv, "attempts": self.attempts, "timed_total_us": self.timed_total_us,
                 "throttled": self.throttled, "temperature_c": self.temperature_c, "cpu_freq_khz": self.cpu_freq_khz,
                 "ci_low_us": self.ci_low_us, "ci_high_us": self.ci_high_us, "descheduled_runs": self.descheduled_runs,
-                "cpu_share": self.cpu_share, "raw_median_us": self.raw_median_us, "reference_us": self.reference_us,
-                "reference_baseline_us": self.reference_baseline_us}
+                "cpu_share": self.cpu_share, "reference_us": self.reference_us,
+                "reference_baseline_us": self.reference_baseline_us, "off_baseline_rounds": self.off_baseline_rounds,
+                "at_baseline": self.at_baseline}
 
 
 def summarize(samples_us: Sequence[float]) -> TimingStats:
@@ -403,28 +413,55 @@ def measure_prepared(items: Sequence[T], prepare: Callable[[T], PreparedOp], set
 
 
 def reference_settings(settings: MeasurementSettings) -> MeasurementSettings:
-    """What the reference kernel takes per round: a handful of runs, enough for a median to a percent or so."""
-    return replace(settings, runs=5, min_timed_s=0.002, max_runs=50)
+    """What one reading of the reference kernel takes: a handful of runs, enough for a median to a percent or so."""
+    return replace(settings, runs=5, min_timed_s=0.001, max_runs=50)
 
 
 class _Rounds:
-    """The batches of a group of ops, the rounds each took part in and the reference kernel's median per round."""
+    """The batches of a group of ops, and around them the reference kernel's readings of the host's speed.
 
-    def __init__(self, ops: Sequence[PreparedOp], settings: MeasurementSettings, reference: PreparedOp | None) -> None:
-        self.ops, self.settings, self.reference = ops, settings, reference
+    With a reference, a reading is taken before an op's batch whenever the
+    last one is older than ``reference_every_s``, and at the end of every
+    round, so every batch lies between two readings; a batch is kept when
+    both are within ``reference_tolerance`` of the baseline.
+    """
+
+    def __init__(self, ops: Sequence[PreparedOp], settings: MeasurementSettings, reference: PreparedOp | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ops, self.settings, self.reference, self.clock = ops, settings, reference, clock
         self.batches: list[list[Batch]] = [[] for _ in ops]
-        self.rounds_of: list[list[int]] = [[] for _ in ops]
-        self.reference_us: list[float] = []
-        self.taken = 0
+        self.readings: list[float] = []
+        # Per op and batch: (the reading before it, the reading after it), indexes into readings.
+        self.brackets: list[list[tuple[int, int]]] = [[] for _ in ops]
+        self._read_at = -math.inf
+        self._waiting: list[tuple[int, int]] = []  # (op, batch) still waiting for the reading after it
+
+    def _read(self, warmups: int) -> None:
+        batch = self.reference.take_batch(reference_settings(self.settings), warmups)  # type: ignore[union-attr]
+        self.readings.append(batch.median_us)
+        self._read_at = self.clock()
+        for i, b in self._waiting:
+            self.brackets[i][b] = (self.brackets[i][b][0], len(self.readings) - 1)
+        self._waiting = []
 
     def take(self, indices: Sequence[int], per_op: Callable[[int], MeasurementSettings], warmups: int) -> None:
-        if self.reference is not None:
-            batch = self.reference.take_batch(reference_settings(self.settings), warmups)
-            self.reference_us.append(batch.median_us)
         for i in indices:
+            if self.reference is not None and self.clock() - self._read_at >= self.settings.reference_every_s:
+                self._read(warmups if not self.readings else min(1, warmups))
             self.batches[i].append(self.ops[i].take_batch(per_op(i), warmups))
-            self.rounds_of[i].append(self.taken)
-        self.taken += 1
+            if self.reference is not None:
+                self.brackets[i].append((len(self.readings) - 1, -1))
+                self._waiting.append((i, len(self.batches[i]) - 1))
+        if self.reference is not None:
+            self._read(min(1, warmups))  # closes the round: its last batches get their reading after
+
+    def kept(self, i: int, baseline_us: float | None) -> list[int]:
+        """The batches of op ``i`` taken with the host at its baseline speed (all of them without a reference)."""
+        if self.reference is None or baseline_us is None:
+            return list(range(len(self.batches[i])))
+        limit = baseline_us * (1 + self.settings.reference_tolerance)
+        return [b for b, (before, after) in enumerate(self.brackets[i])
+                if max(self.readings[before], self.readings[after]) <= limit]
 
 
 def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings, *,
@@ -432,13 +469,18 @@ def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings
     """Time a group of prepared ops in interleaved rounds; see :class:`MeasurementSettings`.
 
     ``reference`` (a prepared reference kernel, see :mod:`harness.host_speed`)
-    is timed at the start of every round; each op's figures are then scaled by
-    ``baseline_us`` / (the reference's median over the op's rounds), so that
-    ops measured while the host ran 20% faster or slower (a virtual machine's
-    speed drifts with its neighbours) read as they would at the baseline's
-    speed.  Without ``baseline_us`` the group's own reference median is the
-    baseline (the caller keeps it for the next groups:
-    :attr:`Measurement.reference_baseline_us`).
+    reads the host's speed around every batch.  This machine's host flips
+    between a fast and a slow state for seconds at a time (another tenant on
+    the physical core), and the ops it slows, it slows unequally (a
+    memory-bound elementwise op 2×, a convolution 10%): no one factor
+    corrects them, so a batch is kept only when the readings around it are
+    within ``reference_tolerance`` of ``baseline_us``, the reference's time in
+    the fast state, and an op short of ``rounds`` kept batches takes extra
+    rounds (up to ``max_attempts - 1``).  Without ``baseline_us`` the fastest
+    reading of the group's first rounds is the baseline (the caller keeps it
+    for the next groups: :attr:`Measurement.reference_baseline_us`).  An op
+    whose caps are reached with no batch kept keeps all its batches; its row
+    says so (``off_baseline_rounds``).
     """
     if not ops:
         return []
@@ -448,22 +490,24 @@ def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings
     for round_index in range(settings.rounds):
         warmups = settings.warmup_runs if round_index == 0 else min(1, settings.warmup_runs)
         state.take(everyone, lambda _i: per_round, warmups)
+    if reference is not None and baseline_us is None:
+        baseline_us = float(min(state.readings))
     adaptive = settings.precision > 0 and all(b.samples_us for taken in state.batches for b in taken)
     rewarm = min(1, settings.warmup_runs)
     for _ in range(settings.max_attempts - 1):
-        if adaptive:
-            sizes = {i: size for i in everyone if (size := _runs_still_needed(state.batches[i], settings, per_round))}
-            if not sizes:
-                break
-            state.take(sorted(sizes), lambda i: replace(per_round, runs=sizes[i], min_timed_s=0.0, max_runs=sizes[i]),
-                       rewarm)
-        else:  # extra rounds, still interleaved, for the ops whose runs disagree
-            noisy = [i for i in everyone if combine_rounds(state.batches[i]).cv > settings.cv_threshold]
-            if not noisy:
-                break
-            state.take(noisy, lambda _i: per_round, rewarm)
-    if reference is not None and baseline_us is None:
-        baseline_us = float(np.median(state.reference_us))
+        again: dict[int, MeasurementSettings] = {}
+        for i in everyone:
+            kept = [state.batches[i][b] for b in state.kept(i, baseline_us)]
+            if len(kept) < settings.rounds:  # rounds lost to a slow host: taken again, as first rounds are
+                again[i] = per_round
+            elif adaptive:
+                if size := _runs_still_needed(kept, settings, per_round):
+                    again[i] = replace(per_round, runs=size, min_timed_s=0.0, max_runs=size)
+            elif combine_rounds(kept).cv > settings.cv_threshold:  # runs that disagree: another round
+                again[i] = per_round
+        if not again:
+            break
+        state.take(sorted(again), again.__getitem__, rewarm)
     return [_measurement(state, i, adaptive, baseline_us if reference is not None else None) for i in everyone]
 
 
@@ -495,28 +539,29 @@ def _runs_still_needed(taken: Sequence[Batch], settings: MeasurementSettings, pe
 
 
 def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float | None) -> Measurement:
-    taken = state.batches[index]
-    temperatures = [b.temperature_c for b in taken if b.temperature_c is not None]
-    frequencies = [b.cpu_freq_khz for b in taken if b.cpu_freq_khz is not None]
-    flags = [b.throttled for b in taken if b.throttled is not None]
+    every = state.batches[index]
+    at_baseline = state.kept(index, baseline_us)
+    kept_indexes = at_baseline or list(range(len(every)))  # none kept: all, and the row says so
+    taken = [every[b] for b in kept_indexes]
+    temperatures = [b.temperature_c for b in every if b.temperature_c is not None]
+    frequencies = [b.cpu_freq_khz for b in every if b.cpu_freq_khz is not None]
+    flags = [b.throttled for b in every if b.throttled is not None]
     stats = combine_rounds(taken, pooled_median=adaptive)
-    raw_median = stats.median_us
     ci = None
     if all(b.samples_us for b in taken):
         ci = median_confidence_interval([x for b in taken for x in b.samples_us])
-    cpu_read = [b for b in taken if b.cpu_ns is not None and b.wall_ns]
-    reference_us = None
+    cpu_read = [b for b in every if b.cpu_ns is not None and b.wall_ns]
+    reference_us = off_baseline = None
     if baseline_us is not None:
-        reference_us = float(np.median([state.reference_us[r] for r in state.rounds_of[index]]))
-        scale = baseline_us / reference_us
-        stats = _scaled(stats, scale)
-        ci = None if ci is None else (ci[0] * scale, ci[1] * scale)
+        around = [state.readings[r] for b in kept_indexes for r in state.brackets[index][b]]
+        reference_us = float(np.median(around))
+        off_baseline = len(every) - len(at_baseline)
     settings = state.settings
     return Measurement(
         stats=stats,
-        warmup_runs=sum(b.warmup_runs for b in taken),
-        attempts=len(taken) - settings.rounds + 1,
-        timed_total_us=float(sum(b.total_us for b in taken)),
+        warmup_runs=sum(b.warmup_runs for b in every),
+        attempts=len(every) - settings.rounds + 1,
+        timed_total_us=float(sum(b.total_us for b in every)),
         throttled=any(flags) if flags else None,
         temperature_c=max(temperatures) if temperatures else None,
         cpu_freq_khz=min(frequencies) if frequencies else None,
@@ -525,17 +570,8 @@ def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float 
         descheduled_runs=sum(b.descheduled_runs for b in cpu_read) if cpu_read else None,
         # The CPU clock is read just outside the wall clock's window, so a quiet run reads a hair over 1: capped.
         cpu_share=min(1.0, sum(b.cpu_ns for b in cpu_read) / sum(b.wall_ns for b in cpu_read)) if cpu_read else None,  # type: ignore[misc]
-        raw_median_us=raw_median if baseline_us is not None else None,
         reference_us=reference_us,
         reference_baseline_us=baseline_us,
+        off_baseline_rounds=off_baseline,
+        at_baseline=None if baseline_us is None else bool(at_baseline),
     )
-
-
-def _scaled(stats: TimingStats, scale: float) -> TimingStats:
-    """Every time in ``stats`` times ``scale`` (the spread's ratios, such as the CV, are unchanged)."""
-    def times(value: float | None) -> float | None:
-        return None if value is None else value * scale
-
-    return replace(stats, median_us=stats.median_us * scale, p10_us=times(stats.p10_us), p90_us=times(stats.p90_us),
-                   mean_us=stats.mean_us * scale, std_us=stats.std_us * scale, min_us=stats.min_us * scale,
-                   mad_us=times(stats.mad_us))

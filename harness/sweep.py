@@ -128,8 +128,14 @@ def run_sweep(
     settings: MeasurementSettings | None = None,
     on_progress: ProgressCallback | None = None,
     limit: int | None = None,
+    reference_baseline_us: float | None = None,
 ) -> SweepResult:
-    """Measure what ``out`` lacks of ``plan`` on ``profile``'s device; see the module docstring."""
+    """Measure what ``out`` lacks of ``plan`` on ``profile``'s device; see the module docstring.
+
+    ``reference_baseline_us`` holds a new LUT's batches to another LUT's
+    baseline (:mod:`harness.host_speed`), so that the two compare; a LUT that
+    has one keeps its own.
+    """
     out = lut_store.check_writable(out)
     settings = settings or profile.measurement
     signatures, skipped = signatures_for_device(plan, profile)
@@ -153,8 +159,10 @@ def run_sweep(
             check_provenance(existing, out, profile.name, identity, profile.runtime.threads)
             done = set(lut_store.signatures_of(existing))
             # The host's speed: a LUT keeps the baseline of its first sweep; one measured without a reference
-            # kernel (schema version 1, or another profile setting) stays unscaled, so its rows stay comparable.
+            # kernel (schema version 1, or another profile setting) is resumed without one, its rows alike.
             baseline = host_speed.lut_baseline(existing)
+            if baseline is None and existing.num_rows == 0:
+                baseline = reference_baseline_us  # another LUT's fast state, to compare with it (None: find it)
             track_speed = settings.reference_kernel and (existing.num_rows == 0 or baseline is not None)
             if track_speed:
                 reference = prepare(host_speed.REFERENCE_SIGNATURE)

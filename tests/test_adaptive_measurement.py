@@ -167,57 +167,86 @@ def test_fixed_method_is_unchanged_when_precision_is_zero():
 
 # ------------------------------------------------------------------ the reference kernel
 class Host:
-    """A host whose speed changes between rounds: every op and the reference take ``base × slowness[round]``."""
+    """A host that is fast or slow, round by round (``slow[round]``): the reference reads 100 or 130 µs."""
 
-    def __init__(self, slowness: list[float]) -> None:
-        self.slowness, self.round = slowness, -1
+    def __init__(self, slow: list[bool]) -> None:
+        self.slow, self.round = slow, 0
+
+    @property
+    def is_slow(self) -> bool:
+        return self.slow[min(self.round, len(self.slow) - 1)]
+
+
+class Reference:
+    """Reads the host; a round takes ``per_round`` readings, and the host keeps one state through a round."""
+
+    def __init__(self, host: Host, per_round: int = 2) -> None:
+        self.host, self.readings, self.per_round = host, 0, per_round
+
+    def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
+        self.host.round = self.readings // self.per_round
+        self.readings += 1
+        return Batch(samples_us=(130.0 if self.host.is_slow else 100.0,) * 5, warmup_runs=warmup_runs)
+
+    def close(self) -> None:  # pragma: no cover
+        pass
 
 
 class HostOp:
-    def __init__(self, host: Host, base_us: float, is_reference: bool = False) -> None:
-        self.host, self.base_us, self.is_reference = host, base_us, is_reference
+    """An op 2x slower in the slow state."""
+
+    def __init__(self, host: Host, base_us: float) -> None:
+        self.host, self.base_us, self.batches = host, base_us, 0
 
     def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
-        if self.is_reference:  # the reference opens every round
-            self.host.round += 1
-        value = self.base_us * self.host.slowness[min(self.host.round, len(self.host.slowness) - 1)]
+        self.batches += 1
+        value = self.base_us * (2.0 if self.host.is_slow else 1.0)
         return Batch(samples_us=(value,) * max(settings.runs, 3), warmup_runs=warmup_runs)
 
     def close(self) -> None:  # pragma: no cover
         pass
 
 
-def test_rows_are_scaled_to_the_baseline_speed():
-    host = Host([1.3, 1.3, 1.3])  # the host runs 30% slow during this group
-    reference = HostOp(host, 100.0, is_reference=True)
-    [m] = measure_interleaved([HostOp(host, 40.0)], adaptive(precision=0.0), reference=reference, baseline_us=100.0)
-    assert m.stats.median_us == pytest.approx(40.0) and m.raw_median_us == pytest.approx(52.0)
-    assert m.reference_us == pytest.approx(130.0) and m.reference_baseline_us == 100.0
-    assert m.stats.min_us == pytest.approx(40.0) and m.ci_low_us == pytest.approx(40.0)
+def fixed(**changes) -> MeasurementSettings:
+    return adaptive(precision=0.0, reference_every_s=0.0, **changes)
 
 
-def test_without_a_baseline_the_groups_own_reference_is_the_baseline():
-    host = Host([1.0, 1.1, 1.2])
-    reference = HostOp(host, 100.0, is_reference=True)
-    measurements = measure_interleaved([HostOp(host, 10.0), HostOp(host, 20.0)],
-                                       adaptive(precision=0.0, max_attempts=1), reference=reference)
-    assert all(m.reference_baseline_us == pytest.approx(110.0) for m in measurements)
+def test_batches_taken_while_the_host_is_slow_are_taken_again_and_dropped():
+    host = Host([False, True, False, False, True, False])
+    op = HostOp(host, 40.0)
+    [m] = measure_interleaved([op], fixed(max_attempts=5), reference=Reference(host), baseline_us=100.0)
+    assert m.stats.median_us == pytest.approx(40.0)  # never the slow state's 80
+    assert m.off_baseline_rounds == 1 and m.at_baseline is True
+    assert op.batches == 4 and m.attempts == 2  # 3 rounds, one lost, taken again once
+    assert m.reference_us == pytest.approx(100.0) and m.reference_baseline_us == 100.0
 
 
-def test_two_groups_at_different_speeds_agree_after_scaling():
-    slow, fast = Host([1.4] * 3), Host([0.8] * 3)
-    [a] = measure_interleaved([HostOp(slow, 25.0)], adaptive(precision=0.0), reference=HostOp(slow, 90.0, True),
-                              baseline_us=90.0)
-    [b] = measure_interleaved([HostOp(fast, 25.0)], adaptive(precision=0.0), reference=HostOp(fast, 90.0, True),
-                              baseline_us=90.0)
-    assert a.stats.median_us == pytest.approx(b.stats.median_us) == pytest.approx(25.0)
-    assert a.raw_median_us / b.raw_median_us == pytest.approx(1.75)
+def test_a_host_slow_throughout_keeps_everything_and_says_so():
+    host = Host([True])
+    [m] = measure_interleaved([HostOp(host, 40.0)], fixed(max_attempts=3), reference=Reference(host), baseline_us=100.0)
+    assert m.at_baseline is False and m.off_baseline_rounds == 5 and m.stats.median_us == pytest.approx(80.0)
 
 
-def test_without_a_reference_nothing_is_scaled():
-    host = Host([1.5])
-    [m] = measure_interleaved([HostOp(host, 10.0)], adaptive(precision=0.0))
-    assert m.reference_us is None and m.raw_median_us is None and m.reference_baseline_us is None
+def test_without_a_baseline_the_groups_fastest_reading_is_the_baseline():
+    host = Host([True, False, True, False])
+    measurements = measure_interleaved([HostOp(host, 10.0), HostOp(host, 20.0)], fixed(max_attempts=4),
+                                       reference=Reference(host, per_round=3))
+    assert all(m.reference_baseline_us == 100.0 for m in measurements)
+    assert [m.stats.median_us for m in measurements] == [pytest.approx(10.0), pytest.approx(20.0)]
+
+
+def test_a_reading_brackets_every_batch():
+    host = Host([False])
+    reference = Reference(host)
+    ops = [HostOp(host, 10.0), HostOp(host, 10.0), HostOp(host, 10.0)]
+    measure_interleaved(ops, fixed(max_attempts=1), reference=reference, baseline_us=100.0)
+    assert reference.readings == 3 * 3 + 3  # before each batch (every_s 0) and one closing each round
+
+
+def test_without_a_reference_nothing_is_held():
+    host = Host([True])
+    [m] = measure_interleaved([HostOp(host, 10.0)], fixed(max_attempts=1))
+    assert m.reference_us is None and m.at_baseline is None and m.off_baseline_rounds is None
 
 
 def test_settings_check_the_new_fields():

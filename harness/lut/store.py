@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harness import host_speed
 from harness.atomic import exclusive_lock, write_atomically
 from harness.errors import LutFileError, OutputNotWritable
 from harness.signature import OpSignature
@@ -77,9 +76,10 @@ _HOST_FIELDS = [
     pa.field("ci_high_us", pa.float64(), nullable=True),
     pa.field("descheduled_runs", pa.int32(), nullable=True),  # runs dropped: the thread was off its CPU
     pa.field("cpu_share", pa.float64(), nullable=True),  # thread CPU time / wall time of the timed runs
-    pa.field("raw_median_us", pa.float64(), nullable=True),  # median_us before scaling to the reference speed
-    pa.field("reference_us", pa.float64(), nullable=True),  # the reference kernel's median during the row's rounds
-    pa.field("reference_baseline_us", pa.float64(), nullable=True),  # the reference speed the LUT is expressed at
+    pa.field("reference_us", pa.float64(), nullable=True),  # the reference kernel's median around the batches kept
+    pa.field("reference_baseline_us", pa.float64(), nullable=True),  # its time in the host's fast state
+    pa.field("off_baseline_rounds", pa.int32(), nullable=True),  # rounds dropped: the host was off that speed
+    pa.field("at_baseline", pa.bool_(), nullable=True),  # false: no round was at it, the caps were reached
 ]
 HOST_COLUMNS: tuple[str, ...] = tuple(f.name for f in _HOST_FIELDS)
 _CONTEXT_FIELDS = [
@@ -258,19 +258,13 @@ def merge_tables(tables: Iterable[pa.Table], on_duplicate: str = "newest", *, mi
 
     ``newest`` keeps the latest measurement, ``lowest-cv`` the steadiest, and
     ``error`` refuses duplicates.  Rows of different devices are refused unless
-    ``mixed_devices_ok``: a LUT describes one device.  Rows kept at a
-    reference speed are rescaled to the first table's baseline.
+    ``mixed_devices_ok``: a LUT describes one device.
     """
     if on_duplicate not in DUPLICATE_POLICIES:
         raise LutFileError(f"unknown duplicate policy {on_duplicate!r} (known: {', '.join(DUPLICATE_POLICIES)})")
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return empty_table()
-    # Rows scaled to different reference speeds (LUTs of separate first sweeps) are expressed at the first
-    # table's, so that the merged LUT holds one baseline (harness.host_speed).
-    baseline = next((b for b in map(host_speed.lut_baseline, tables) if b is not None), None)
-    if baseline is not None:
-        tables = [host_speed.rescaled(t, baseline) for t in tables]
     table = pa.concat_tables(tables)
     if not mixed_devices_ok:
         devices = sorted(set(table.column("device_id").to_pylist()))

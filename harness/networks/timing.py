@@ -77,14 +77,16 @@ class NetworkTiming:
     temperature_c: float | None = None
     cpu_freq_khz: int | None = None
     # As the LUT's host columns (schema version 2): the median's 95% interval, runs dropped as descheduled, the
-    # CPU share, and with a reference kernel the unscaled median, the reference's time and the baseline scaled to.
+    # CPU share, and with a reference kernel its time around the batches kept, the baseline they were held to
+    # and the rounds dropped because the host was off it.
     ci_low_us: float | None = None
     ci_high_us: float | None = None
     descheduled_runs: int | None = None
     cpu_share: float | None = None
-    raw_median_us: float | None = None
     reference_us: float | None = None
     reference_baseline_us: float | None = None
+    off_baseline_rounds: int | None = None
+    at_baseline: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -116,11 +118,12 @@ def measure_networks(
     was quiet.
 
     With the profile's ``reference_kernel`` (and a runner that can build the
-    reference op), every round starts with the reference kernel and the
-    networks are scaled to ``baseline_us``: pass the LUT's
-    (:func:`harness.host_speed.lut_baseline`) to compare networks with their
-    LUT sums at one host speed; without it the first group's reference is the
-    baseline, kept in every timing.
+    reference op), the host's speed is read around every batch and only
+    batches taken at ``baseline_us`` are kept (see
+    :func:`harness.measurement.measure_interleaved`): pass the LUT's
+    (:func:`harness.host_speed.lut_baseline`) to time networks in the host
+    state its rows were measured in; without it the first group's fastest
+    reading is the baseline, kept in every timing.
     """
     paths = [Path(p) for p in model_paths]
     missing = [p for p in paths if not p.is_file()]
