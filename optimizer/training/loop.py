@@ -11,6 +11,17 @@ Determinism: one thread, ``torch.use_deterministic_algorithms``, the network's
 initialisation, the batch order and everything else seeded by
 ``settings.seed``: the same inputs give bit-identical accuracies, so a resumed
 Algorithm 1 makes the very choices an uninterrupted one would have.
+
+Speed (profiled on the main job's trainings, issue 17): the time is in the
+convolutions and batch-norms, not in Python.  A network trains in
+channels-last layout (NHWC in memory), which oneDNN's convolutions read
+directly; in PyTorch's default layout every convolution reorders its input
+and output, and a training took 1.7x as long.  The layout changes the order
+of floating-point sums, and SGD amplifies the last bit: each network's
+accuracy moves as a change of seed moves it (TRAINING_CODE_VERSION 2; the
+figures are in ``benchmarks/results/main_job_training.json``).
+Deterministic mode's filling of every new tensor with NaN, a debugging aid,
+is switched off (:func:`_deterministic`): it changes no result.
 """
 
 from __future__ import annotations
@@ -35,21 +46,37 @@ from optimizer.training.settings import (
     code_version,
 )
 
+#: The memory layout networks train in (a ``torch`` memory format's name).  ``"contiguous_format"`` (PyTorch's
+#: default) gives TRAINING_CODE_VERSION 1's results bit for bit, 1.7x slower: kept for
+#: ``benchmarks/main_job_training.py``, which times both.
+_LAYOUT = "channels_last"
+
 
 @contextmanager
 def _deterministic(threads: int = 1) -> Iterator[None]:
-    """One thread, deterministic kernels, the global RNG left as it was."""
-    import torch
+    """One thread, deterministic kernels, the global RNG left as it was.
 
-    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    Uninitialised memory is not filled (``torch.utils.deterministic.fill_uninitialized_memory``):
+    deterministic mode fills every new tensor with NaN so that a kernel reading memory it never
+    wrote shows up.  That fill was 15% of a training's profile (most of it the first touch of fresh
+    pages, see :func:`optimizer.training.workers._keep_freed_memory`), and no result changes
+    without it (the main job's 48 trainings: the same accuracies and losses, bit for bit).
+    """
+    import torch
+    import torch.utils.deterministic
+
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.utils.deterministic.fill_uninitialized_memory)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
     try:
         with torch.random.fork_rng(devices=[]):
             yield
     finally:
         torch.set_num_threads(before[0])
         torch.use_deterministic_algorithms(before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = before[2]
 
 
 def _resized(images: np.ndarray, resolution: int):
@@ -82,11 +109,15 @@ def train_architecture(space_name: str, genes: Sequence[int] | np.ndarray, datas
     started = time.perf_counter()
     with _deterministic(threads=1):
         torch.manual_seed(settings.seed)
-        net = build_torch_network(space, x, seed=settings.seed)
+        layout = getattr(torch, _LAYOUT)  # channels-last: no reorder around each convolution (module docstring)
+        net = build_torch_network(space, x, seed=settings.seed).to(memory_format=layout)
         train_images, train_labels = data.train()
         held_images, held_labels = data.held_out()
-        final_loss = fit_network(net, _resized(train_images, resolution), torch.from_numpy(train_labels), settings)
-        accuracy = network_accuracy(net, _resized(held_images, resolution), held_labels)
+        final_loss = fit_network(net, _resized(train_images, resolution).contiguous(memory_format=layout),
+                                 torch.from_numpy(train_labels), settings)
+        accuracy = network_accuracy(net, _resized(held_images, resolution).contiguous(memory_format=layout),
+                                    held_labels)
+        net = net.to(memory_format=torch.contiguous_format)  # checkpoints and exports hold plain tensors
     seconds = time.perf_counter() - started
     result = TrainResult(space=space.name, genes=tuple(int(v) for v in x), accuracy=float(accuracy),
                          epochs=settings.epochs, train_seconds=float(seconds), final_loss=float(final_loss),

@@ -25,6 +25,7 @@ def _worker_init(dataset: ImageDataset, parent: int) -> None:
     global _WORKER_DATASET
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _keep_freed_memory()
     torch.set_num_threads(1)
     _WORKER_DATASET = dataset
 
@@ -56,6 +57,30 @@ def _die_with_parent(parent: int) -> None:
         return
     if os.getppid() != parent:  # the trainer died before prctl took effect
         os._exit(1)
+
+
+def _keep_freed_memory() -> None:
+    """Let this worker reuse the memory it frees instead of handing it back to the system (glibc only).
+
+    A training step allocates and frees the same few hundred MB of activations
+    and gradients, tensors of 1-30 MB each.  glibc serves blocks that large
+    with fresh ``mmap`` pages and unmaps them when freed, so every step
+    page-faulted its memory in again, zeroed by the kernel: 2.4 million faults
+    and a fifth of a 48 px network's training time in system calls.  Blocks up
+    to 32 MB (glibc's ceiling) now come from the heap, whose freed top is kept
+    (a worker holds at most its peak, which it reaches every step anyway).
+    Memory layout changes no result.  Only in workers: they are ours, and
+    the trainer's process (which measures latency in the main job) keeps
+    glibc's defaults.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD
+    mallopt(-1, 1024 * 1024 * 1024)  # M_TRIM_THRESHOLD
 
 
 def available_cores() -> int:
