@@ -20,6 +20,9 @@ import numpy as np
 T = TypeVar("T")  # what a runner prepares: an operator signature, a model file
 
 
+STATISTICS = ("median", "fastest_round")
+
+
 @dataclass(frozen=True)
 class MeasurementSettings:
     """The measurement method; device profiles override these per device.
@@ -62,16 +65,26 @@ class MeasurementSettings:
     # Drop and repeat runs in which the measuring thread was off its CPU (descheduled, or its time stolen by the
     # hypervisor), read from the thread's CPU clock; only runners that compute on the calling thread can tell.
     exclude_descheduled: bool = False
-    # Time a fixed reference kernel at least every ``reference_every_s`` while timing, and keep only the batches
-    # whose bracketing reference readings are within ``reference_tolerance`` of the LUT's baseline (the host's
-    # fast state); the others are taken again in extra rounds (``max_attempts``).
+    # Time a fixed reference kernel at least every ``reference_every_s`` while timing, wait (up to
+    # ``reference_wait_s`` a batch) for it to read within ``reference_tolerance`` of the LUT's baseline (the
+    # host's fast state) before a batch, and keep only the batches whose readings on both sides are; the others
+    # are taken again in extra rounds (``max_attempts``).
     reference_kernel: bool = False
-    reference_tolerance: float = 0.04
-    reference_every_s: float = 0.05
+    reference_tolerance: float = 0.03
+    reference_every_s: float = 0.01
+    reference_wait_s: float = 0.1
+    # What ``median_us`` is: "median" (the median of the round medians; with adaptive stopping the median of all
+    # kept runs) or "fastest_round" (the median of the op's fastest round: the host's fast state, when many short
+    # rounds spread over the group's time meet it at least once; see docs/measurement.md).
+    statistic: str = "median"
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value, expected = getattr(self, f.name), f.type
+            if expected in (str, "str"):
+                if value not in STATISTICS:
+                    raise ValueError(f"{f.name} must be one of {', '.join(STATISTICS)}, got {value!r}")
+                continue
             if expected in (bool, "bool"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{f.name} must be true or false, got {value!r}")
@@ -82,10 +95,12 @@ class MeasurementSettings:
         problems = []
         if not (math.isfinite(self.precision) and 0 <= self.precision < 1):
             problems.append(f"precision must be in [0, 1) (0: fixed method), got {self.precision}")
-        if not (math.isfinite(self.reference_tolerance) and self.reference_tolerance > 0):
-            problems.append(f"reference_tolerance must be > 0, got {self.reference_tolerance}")
+        if not (math.isfinite(self.reference_tolerance) and self.reference_tolerance >= 0):
+            problems.append(f"reference_tolerance must be >= 0 (0: read the host, hold nothing), got {self.reference_tolerance}")
         if not (math.isfinite(self.reference_every_s) and self.reference_every_s >= 0):
             problems.append(f"reference_every_s must be >= 0, got {self.reference_every_s}")
+        if not (math.isfinite(self.reference_wait_s) and self.reference_wait_s >= 0):
+            problems.append(f"reference_wait_s must be >= 0, got {self.reference_wait_s}")
         if not (math.isfinite(self.max_timed_s) and self.max_timed_s > 0):
             problems.append(f"max_timed_s must be > 0, got {self.max_timed_s}")
         if self.warmup_runs < 0:
@@ -413,8 +428,30 @@ def measure_prepared(items: Sequence[T], prepare: Callable[[T], PreparedOp], set
 
 
 def reference_settings(settings: MeasurementSettings) -> MeasurementSettings:
-    """What one reading of the reference kernel takes: a handful of runs, enough for a median to a percent or so."""
-    return replace(settings, runs=5, min_timed_s=0.001, max_runs=50)
+    """What one reading of the reference kernel takes: the median of three runs (~0.4 ms on a Xeon core).
+
+    The host's two states are 8-20% apart and each is steady to a percent, so
+    three runs tell them apart; more would only slow the readings down.
+    """
+    return replace(settings, runs=3, min_timed_s=0.0, max_runs=3, exclude_descheduled=True)
+
+
+# How long the reference is read to find the host's fast state when a LUT has no baseline yet: this host flips
+# state every ~0.1 s and spends a fifth to all of its time fast, so two seconds of readings meet it.
+CALIBRATION_S = 2.0
+# Waits for the fast state that time out in a row before a group stops waiting: a host slow for that long
+# (0.3 s at the default wait) is busy with a tenant for good; its ops are measured as it is, and say so.
+WAITS_BEFORE_GIVING_UP = 3
+
+
+def calibrate_baseline(reference: PreparedOp, settings: MeasurementSettings, seconds: float | None = None,
+                       clock: Callable[[], float] = time.monotonic) -> float:
+    """The reference kernel's time in the host's fast state: the fastest of its readings over ``seconds``."""
+    readings = [reference.take_batch(reference_settings(settings), settings.warmup_runs).median_us]
+    deadline = clock() + (CALIBRATION_S if seconds is None else seconds)
+    while clock() < deadline:
+        readings.append(reference.take_batch(reference_settings(settings), 0).median_us)
+    return float(min(readings))
 
 
 class _Rounds:
@@ -423,12 +460,22 @@ class _Rounds:
     With a reference, a reading is taken before an op's batch whenever the
     last one is older than ``reference_every_s``, and at the end of every
     round, so every batch lies between two readings; a batch is kept when
-    both are within ``reference_tolerance`` of the baseline.
+    both are within ``reference_tolerance`` of the baseline.  Before a batch,
+    readings go on while the host is off its fast state, up to
+    ``reference_wait_s``: the fast state comes back within a fraction of a
+    second here, and ops are then timed while it lasts.  After
+    :data:`WAITS_BEFORE_GIVING_UP` waits in a row that ended with the host
+    still slow, it is not waited for again in this group (``stop_waiting``),
+    nor are lost rounds taken again: the rows say so.
     """
 
     def __init__(self, ops: Sequence[PreparedOp], settings: MeasurementSettings, reference: PreparedOp | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 baseline_us: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.ops, self.settings, self.reference, self.clock = ops, settings, reference, clock
+        # A tolerance of 0 reads the host without holding batches to it: the rows record its speed, nothing more.
+        monitor_only = baseline_us is None or settings.reference_tolerance == 0
+        self.limit = math.inf if monitor_only else baseline_us * (1 + settings.reference_tolerance)
+        self.stop_waiting, self.timeouts = False, 0
         self.batches: list[list[Batch]] = [[] for _ in ops]
         self.readings: list[float] = []
         # Per op and batch: (the reading before it, the reading after it), indexes into readings.
@@ -446,8 +493,15 @@ class _Rounds:
 
     def take(self, indices: Sequence[int], per_op: Callable[[int], MeasurementSettings], warmups: int) -> None:
         for i in indices:
-            if self.reference is not None and self.clock() - self._read_at >= self.settings.reference_every_s:
-                self._read(warmups if not self.readings else min(1, warmups))
+            if self.reference is not None:
+                if self.clock() - self._read_at >= self.settings.reference_every_s:
+                    self._read(warmups if not self.readings else min(1, warmups))
+                if not self.stop_waiting and self.readings[-1] > self.limit and self.settings.reference_wait_s > 0:
+                    give_up = self.clock() + self.settings.reference_wait_s
+                    while self.readings[-1] > self.limit and self.clock() < give_up:
+                        self._read(0)
+                    self.timeouts = self.timeouts + 1 if self.readings[-1] > self.limit else 0
+                    self.stop_waiting = self.timeouts >= WAITS_BEFORE_GIVING_UP
             self.batches[i].append(self.ops[i].take_batch(per_op(i), warmups))
             if self.reference is not None:
                 self.brackets[i].append((len(self.readings) - 1, -1))
@@ -457,11 +511,10 @@ class _Rounds:
 
     def kept(self, i: int, baseline_us: float | None) -> list[int]:
         """The batches of op ``i`` taken with the host at its baseline speed (all of them without a reference)."""
-        if self.reference is None or baseline_us is None:
+        if self.reference is None or baseline_us is None or self.limit == math.inf:
             return list(range(len(self.batches[i])))
-        limit = baseline_us * (1 + self.settings.reference_tolerance)
         return [b for b, (before, after) in enumerate(self.brackets[i])
-                if max(self.readings[before], self.readings[after]) <= limit]
+                if max(self.readings[before], self.readings[after]) <= self.limit]
 
 
 def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings, *,
@@ -477,29 +530,31 @@ def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings
     within ``reference_tolerance`` of ``baseline_us``, the reference's time in
     the fast state, and an op short of ``rounds`` kept batches takes extra
     rounds (up to ``max_attempts - 1``).  Without ``baseline_us`` the fastest
-    reading of the group's first rounds is the baseline (the caller keeps it
-    for the next groups: :attr:`Measurement.reference_baseline_us`).  An op
+    of :data:`CALIBRATION_S` seconds of readings is the baseline (the caller
+    keeps it for the next groups: :attr:`Measurement.reference_baseline_us`).  An op
     whose caps are reached with no batch kept keeps all its batches; its row
     says so (``off_baseline_rounds``).
     """
     if not ops:
         return []
     per_round = round_settings(settings)
-    state = _Rounds(ops, settings, reference)
+    if reference is not None and baseline_us is None and settings.reference_tolerance > 0:
+        baseline_us = calibrate_baseline(reference, settings)
+    state = _Rounds(ops, settings, reference, baseline_us)
     everyone = range(len(ops))
     for round_index in range(settings.rounds):
         warmups = settings.warmup_runs if round_index == 0 else min(1, settings.warmup_runs)
         state.take(everyone, lambda _i: per_round, warmups)
-    if reference is not None and baseline_us is None:
-        baseline_us = float(min(state.readings))
     adaptive = settings.precision > 0 and all(b.samples_us for taken in state.batches for b in taken)
     rewarm = min(1, settings.warmup_runs)
     for _ in range(settings.max_attempts - 1):
         again: dict[int, MeasurementSettings] = {}
         for i in everyone:
             kept = [state.batches[i][b] for b in state.kept(i, baseline_us)]
-            if len(kept) < settings.rounds:  # rounds lost to a slow host: taken again, as first rounds are
+            if len(kept) < settings.rounds and not state.stop_waiting:  # lost to a slow host: taken again
                 again[i] = per_round
+            elif not kept:  # a host slow throughout: nothing to wait for, the row will say so
+                continue
             elif adaptive:
                 if size := _runs_still_needed(kept, settings, per_round):
                     again[i] = replace(per_round, runs=size, min_timed_s=0.0, max_runs=size)
@@ -508,6 +563,8 @@ def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings
         if not again:
             break
         state.take(sorted(again), again.__getitem__, rewarm)
+    if reference is not None and baseline_us is None:  # reading the host only: its fastest reading, for the record
+        baseline_us = float(min(state.readings))
     return [_measurement(state, i, adaptive, baseline_us if reference is not None else None) for i in everyone]
 
 
@@ -550,6 +607,10 @@ def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float 
     ci = None
     if all(b.samples_us for b in taken):
         ci = median_confidence_interval([x for b in taken for x in b.samples_us])
+        if state.settings.statistic == "fastest_round":
+            fastest = min(taken, key=lambda b: b.median_us)
+            stats = replace(stats, median_us=fastest.median_us)
+            ci = median_confidence_interval(fastest.samples_us)
     cpu_read = [b for b in every if b.cpu_ns is not None and b.wall_ns]
     reference_us = off_baseline = None
     if baseline_us is not None:
@@ -573,5 +634,6 @@ def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float 
         reference_us=reference_us,
         reference_baseline_us=baseline_us,
         off_baseline_rounds=off_baseline,
-        at_baseline=None if baseline_us is None else bool(at_baseline),
+        # Reading the host without holding batches to it (tolerance 0) says nothing about the fast state.
+        at_baseline=None if baseline_us is None or state.limit == math.inf else bool(at_baseline),
     )

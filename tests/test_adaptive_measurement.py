@@ -214,20 +214,37 @@ def fixed(**changes) -> MeasurementSettings:
 def test_batches_taken_while_the_host_is_slow_are_taken_again_and_dropped():
     host = Host([False, True, False, False, True, False])
     op = HostOp(host, 40.0)
-    [m] = measure_interleaved([op], fixed(max_attempts=5), reference=Reference(host), baseline_us=100.0)
+    [m] = measure_interleaved([op], fixed(max_attempts=5, reference_wait_s=0.0), reference=Reference(host),
+                              baseline_us=100.0)
     assert m.stats.median_us == pytest.approx(40.0)  # never the slow state's 80
     assert m.off_baseline_rounds == 1 and m.at_baseline is True
     assert op.batches == 4 and m.attempts == 2  # 3 rounds, one lost, taken again once
     assert m.reference_us == pytest.approx(100.0) and m.reference_baseline_us == 100.0
 
 
+def test_a_batch_waits_for_the_host_to_come_back_to_its_fast_state():
+    host = Host([False, True, True, False])
+    reference = Reference(host)
+    op = HostOp(host, 40.0)
+    [m] = measure_interleaved([op], fixed(max_attempts=5), reference=reference, baseline_us=100.0)
+    assert m.stats.median_us == pytest.approx(40.0) and m.off_baseline_rounds == 0 and m.attempts == 1
+    assert op.batches == 3 and reference.readings > 6  # it read through the slow spell instead of timing in it
+
+
 def test_a_host_slow_throughout_keeps_everything_and_says_so():
     host = Host([True])
-    [m] = measure_interleaved([HostOp(host, 40.0)], fixed(max_attempts=3), reference=Reference(host), baseline_us=100.0)
-    assert m.at_baseline is False and m.off_baseline_rounds == 5 and m.stats.median_us == pytest.approx(80.0)
+    op = HostOp(host, 40.0)
+    [m] = measure_interleaved([op], fixed(max_attempts=3, reference_wait_s=0.01), reference=Reference(host),
+                              baseline_us=100.0)
+    assert m.at_baseline is False and m.stats.median_us == pytest.approx(80.0)
+    assert op.batches == 3 and m.off_baseline_rounds == 3  # not waited for again, no rounds taken again
+    assert m.attempts == 1
 
 
-def test_without_a_baseline_the_groups_fastest_reading_is_the_baseline():
+def test_without_a_baseline_the_fastest_calibration_reading_is_the_baseline(monkeypatch):
+    import harness.measurement as measurement
+
+    monkeypatch.setattr(measurement, "CALIBRATION_S", 0.01)
     host = Host([True, False, True, False])
     measurements = measure_interleaved([HostOp(host, 10.0), HostOp(host, 20.0)], fixed(max_attempts=4),
                                        reference=Reference(host, per_round=3))

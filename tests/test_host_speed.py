@@ -21,6 +21,14 @@ HOST_AWARE = FAST_PROFILE + """\
 """.replace("  max_attempts: 1\n", "  max_attempts: 3\n")
 
 
+@pytest.fixture(autouse=True)
+def short_calibration(monkeypatch):
+    """A new LUT looks for the host's fast state for 2 s; a tenth of that is plenty for these tests."""
+    import harness.measurement as measurement
+
+    monkeypatch.setattr(measurement, "CALIBRATION_S", 0.2)
+
+
 @pytest.fixture()
 def host_aware(profiles_dir: Path):
     (profiles_dir / "hostcpu.yaml").write_text(HOST_AWARE.format(name="hostcpu"))
