@@ -317,8 +317,11 @@ def measure_exports(profile: Any, paths: Sequence[Path], cache: Path, say: "_Say
                     contention: dict[str, ContentionReport] | None = None) -> dict[str, dict[str, float]]:
     """End-to-end timings of ONNX files, cached by file content (a re-run measures only new exports).
 
-    ``contention[what]`` gets how busy the host was while they were timed."""
+    ``contention[what]`` gets how busy the host was while they were timed; the networks are held to the host
+    state of the run's LUT (``lut.parquet`` beside ``cache``)."""
     from harness.contention import ContentionProbe
+    from harness.host_speed import lut_baseline
+    from harness.lut import store as lut_store
     from harness.networks.timing import measure_networks
 
     known: dict[str, Any] = json.loads(cache.read_text()) if cache.exists() else {}
@@ -327,7 +330,9 @@ def measure_exports(profile: Any, paths: Sequence[Path], cache: Path, say: "_Say
     if todo:
         probe = ContentionProbe.for_profile(profile)
         with say.progress("measure networks") as on_progress:
-            timings = measure_networks(profile, todo, progress=on_progress, probe=probe)
+            # Held to the host state the LUT's rows were measured in (harness.host_speed), when it keeps one.
+            baseline = lut_baseline(lut_store.read_lut(cache.parent / "lut.parquet"))
+            timings = measure_networks(profile, todo, progress=on_progress, probe=probe, baseline_us=baseline)
         if contention is not None:
             contention[what] = probe.report()
         for path, timing in zip(todo, timings):

@@ -55,6 +55,10 @@ def boundary_elements(signatures: Sequence[OpSignature]) -> int:
     return sum(math.prod(s.output_shape) for s in list(signatures)[:-1])
 
 
+# Below this many calibration networks a correction fits its scale only (the boundary terms stay 0).
+MIN_NETWORKS_FOR_BOUNDARY_TERMS = 10
+
+
 @dataclass(frozen=True)
 class NetworkCorrection:
     """What chaining a network's k units into one model changes, fitted on networks measured end to end.
@@ -82,7 +86,10 @@ class NetworkCorrection:
     @classmethod
     def fit(cls, estimates: Sequence[NetworkEstimate], measured_us: Sequence[float], *, device: str = "",
             lut: str = "") -> "NetworkCorrection":
-        """Fit the three terms to calibration networks: their LUT estimates and their measured latencies."""
+        """Fit the three terms to calibration networks: their LUT estimates and their measured latencies.
+
+        With fewer than :data:`MIN_NETWORKS_FOR_BOUNDARY_TERMS` networks only the scale is fitted.
+        """
         measured = np.asarray(measured_us, dtype=np.float64)
         if len(estimates) != len(measured):
             raise ValueError(f"{len(estimates)} estimates but {len(measured)} measurements")
@@ -94,6 +101,10 @@ class NetworkCorrection:
         boundaries = np.array([max(e.operators - 1, 0) for e in estimates], dtype=np.float64)
         elements = np.array([e.boundary_elements for e in estimates], dtype=np.float64)
         design = np.stack([plain, -boundaries, -elements], axis=1) / measured[:, None]
+        if len(measured) < MIN_NETWORKS_FOR_BOUNDARY_TERMS:
+            # Three free terms on a handful of networks fit their noise (four noisy networks once gave a winner a
+            # negative latency): the scale alone.
+            design[:, 1:] = 0.0
         coef, *_ = np.linalg.lstsq(design, np.ones_like(measured), rcond=None)
         scale, per_boundary, per_element = (float(v) for v in coef)
         fitted = scale * plain - per_boundary * boundaries - per_element * elements
