@@ -302,7 +302,8 @@ def main() -> int:
         out.print(f"correction (fitted on {correction.networks} calibration networks, MAPE there "
                   f"{correction.calibration_mape:.1%}): scale {correction.scale:.3f}, "
                   f"{correction.boundary_us:.2f} µs + {correction.boundary_element_us * 1000:.3f} ns/element per unit boundary")
-    shared = {k: v for k, v in cpu_share.items() if v < CPU_SHARE_WARNING}
+    # A phase of under a second (a reused LUT's sweep measures nothing) has no share worth judging.
+    shared = {k: v for k, v in cpu_share.items() if v < CPU_SHARE_WARNING and phases.get(f"{k}_s", 0.0) >= 1.0}
     if shared:
         out.print(f"[yellow]warning: the pinned core was shared with other tenants ("
                   + ", ".join(f"{k}: {v:.0%} of the time ours" for k, v in shared.items())
