@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.signature import OpSignature, make_signature
 from optimizer.latency.lut_model import LatencyPrediction, LatencyPredictor, LutLatencyModel, MissingSignatures
+from optimizer.latency.slot_tables import PackedRowTable
 from optimizer.search.ees import Constraint, evolutionary_search, search_frontier
 
 GOAL_S = 1.0
@@ -373,7 +374,9 @@ class LegacyLatencyPredictor:
     def __init__(self, lut: LutLatencyModel, space: Any, interpolate: bool = False) -> None:
         self.lut, self.space, self.interpolate = lut, space, interpolate
         # One lookup table per slot of the space: a unit's LUT entry is found once, then by array indexing.
-        self._tables = [_LegacySlotTable(_legacy_slot(slot), self._unit_entry) for slot in space.slots]
+        # The packed-key lookup of before issue 17 (moved, unchanged, into the library), one unit at a time.
+        self._tables = [PackedRowTable(_legacy_slot(slot), lambda signatures: [self._unit_entry(s) for s in signatures])
+                        for slot in space.slots]
         self._neighbours: dict[tuple, list[tuple[float, float]]] | None = None
         self.interpolated_keys: set[str] = set()
 
@@ -458,71 +461,6 @@ def _legacy_slot(slot: Any) -> Any:
     if not all(hasattr(make, name) for name in ("kind", "fixed", "fields")):
         return slot
     return dataclasses.replace(slot, signature=lambda row: make_signature(make.kind, **make.fixed, **make.fields(row)))
-
-
-class _LegacySlotTable:
-    """The LUT entries of one slot's units, found by array lookups at search batch sizes.
-
-    A unit is a row of the slot's integer parameters.  Each row is packed into one int64 key (mixed
-    radix, one power of two per column, grown when a larger value arrives) and the keys seen so far
-    are kept sorted, so a batch of architectures costs a ``searchsorted``; only rows never seen
-    before go through Python (the signature, the LUT dictionary).  EES asks for ~84 architectures
-    at a time, thousands of times: np.unique and a loop over unique rows per call made the latency
-    model most of a search's time (issue 17).
-    """
-
-    def __init__(self, slot: Any, entry: Any) -> None:
-        self.slot, self.entry = slot, entry
-        self.rows = np.zeros((0, 0), dtype=np.int64)
-        self.values = np.zeros(0)
-        self.guessed = np.zeros(0, dtype=bool)
-        self.outputs = np.zeros(0)
-        self._bits: np.ndarray | None = None
-        self._shifts = np.zeros(0, dtype=np.int64)
-        self._sorted_keys = np.zeros(0, dtype=np.int64)
-        self._order = np.zeros(0, dtype=np.int64)
-
-    def lookup(self, params: np.ndarray) -> np.ndarray:
-        """Row indices into ``values``/``guessed``/``outputs`` of each row of ``params`` (new rows added)."""
-        params = np.asarray(params, dtype=np.int64).reshape(len(params), -1)
-        if self._bits is None:
-            self._bits = np.zeros(params.shape[1], dtype=np.int64)
-            self._shifts = np.zeros(params.shape[1], dtype=np.int64)
-            self.rows = np.zeros((0, params.shape[1]), dtype=np.int64)
-        if params.size and params.min() < 0:
-            raise ValueError(f"slot {getattr(self.slot, 'name', '?')}: negative unit parameters")
-        if len(params) and (params.max(axis=0) >> self._bits).any():  # a value wider than its column's bits
-            needed = np.array([int(v).bit_length() for v in params.max(axis=0)], dtype=np.int64)
-            self._bits = np.maximum(self._bits, needed)
-            if self._bits.sum() > 62:
-                raise ValueError("unit parameters too large to pack")
-            self._shifts = np.concatenate([np.cumsum(self._bits[::-1])[::-1][1:], [0]]).astype(np.int64)
-            self._rekey()
-        keys = self._keys(params)
-        position = np.searchsorted(self._sorted_keys, keys)
-        found = position < len(self._sorted_keys)
-        found[found] = self._sorted_keys[position[found]] == keys[found]
-        if not found.all():
-            _, first = np.unique(keys[~found], return_index=True)
-            self._add(params[~found][first])
-            position = np.searchsorted(self._sorted_keys, keys)
-        return self._order[position]
-
-    def _keys(self, params: np.ndarray) -> np.ndarray:
-        return (params << self._shifts).sum(axis=1) if params.size else np.zeros(len(params), dtype=np.int64)
-
-    def _rekey(self) -> None:
-        keys = self._keys(self.rows)
-        self._order = np.argsort(keys, kind="stable")
-        self._sorted_keys = keys[self._order]
-
-    def _add(self, rows: np.ndarray) -> None:
-        entries = [self.entry(self.slot.signature(tuple(int(v) for v in row))) for row in rows]
-        self.rows = np.vstack([self.rows, rows])
-        self.values = np.concatenate([self.values, [e[0] for e in entries]])
-        self.guessed = np.concatenate([self.guessed, np.array([e[1] for e in entries], dtype=bool)])
-        self.outputs = np.concatenate([self.outputs, [float(e[2]) for e in entries]])
-        self._rekey()
 
 
 def _legacy_families(signature: OpSignature) -> tuple[tuple, ...]:
