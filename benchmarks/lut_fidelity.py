@@ -146,7 +146,8 @@ def main() -> int:
             t0, c0 = time.monotonic(), time.process_time()
             group_size = profile.measurement.interleave_group
             # Networks are held to the host state the LUT was measured in, as its rows are (None: a LUT without one)
-            baseline = lut_baseline(lut_store.read_lut(lut_path))
+            lut_table = lut_store.read_lut(lut_path)  # final: the sweep is done; read once, used below
+            baseline = lut_baseline(lut_table)
             with tempfile.TemporaryDirectory(prefix="chameleon-fidelity-") as folder:
                 for start in range(0, len(order), group_size):
                     group = order[start:start + group_size]
@@ -184,7 +185,8 @@ def main() -> int:
         runner.close()
 
     # 3. predictions
-    model = LutLatencyModel.from_file(lut_path)
+    model = LutLatencyModel.from_table(lut_table, str(lut_path))
+    host = host_report(lut_table)
     estimates = [model.estimate(u) for u in units]
     raw = np.array([e.operator_sum_us for e in estimates])
     plain = np.array([e.plain_us for e in estimates])
@@ -210,7 +212,6 @@ def main() -> int:
 
     # The same comparison on the 10th percentile of runs, LUT rows and networks alike: the fast mode of a host
     # whose speed flips between two states (see docs/measurement.md) is what reproduces from sweep to sweep.
-    lut_table = lut_store.read_lut(lut_path)
     by_p10 = None
     if lut_table.column("p10_us").null_count == 0 and np.isfinite(measured_p10).all():
         p10_table = lut_table.set_column(lut_table.schema.get_field_index("median_us"), "median_us", lut_table.column("p10_us"))
@@ -257,7 +258,7 @@ def main() -> int:
         "lut_drift": drift,
         # How quiet and steady the host was while the LUT was measured (its rows' host columns), and its speed
         # against the LUT's baseline around the networks' kept batches (1: the LUT's fast state)
-        "lut_host": host_report(lut_store.read_lut(lut_path)).to_json(),
+        "lut_host": host.to_json(),
         "network_host_speed": None if not network_speed else {
             "low": float(np.quantile(network_speed, 0.05)), "median": float(np.median(network_speed)),
             "high": float(np.quantile(network_speed, 0.95))},
@@ -311,7 +312,7 @@ def main() -> int:
     if abs(drift - 1) > 0.05:
         out.print(f"[yellow]warning: {len(sample)} units re-measured after the networks took {drift:.2f}× their LUT "
                   f"entries: the LUT and the networks met different conditions (a reused LUT, a busier machine)[/]")
-    out.print(f"LUT host: {host_report(lut_store.read_lut(lut_path)).line()}", markup=False)
+    out.print(f"LUT host: {host.line()}", markup=False)
     if network_speed:
         out.print(f"host speed while the networks ran: {np.median(network_speed):.2f}× the LUT's "
                   f"(batches held to within the profile's tolerance of it)")

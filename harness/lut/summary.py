@@ -42,6 +42,7 @@ def summarize_lut(table: pa.Table, noisy_cv: float = 0.10) -> dict[str, Any]:
     ]
     overhead = [float(m) for k, m in zip(kinds, medians) if k == IDENTITY]
     times = table.column("measured_at").to_pylist()
+    host = host_report(table)
     return {
         "lut_schema_version": LUT_SCHEMA_VERSION,
         "rows": rows,
@@ -59,7 +60,7 @@ def summarize_lut(table: pa.Table, noisy_cv: float = 0.10) -> dict[str, Any]:
         "noisy_rows": int(np.sum(cvs > noisy_cv)),
         "noisy_cv_threshold": noisy_cv,
         "by_kind": by_kind,
-        "host": host_report(table).to_json() | {"line": host_report(table).line()},
+        "host": host.to_json() | {"line": host.line()},
     }
 
 
