@@ -23,9 +23,6 @@ from harness.run_statistics import (CONFIDENCE_Z, Batch, TimingStats, ToolSummar
 T = TypeVar("T")  # what a runner prepares: an operator signature, a model file
 
 
-STATISTICS = ("median", "fastest_round")
-
-
 @dataclass(frozen=True)
 class MeasurementSettings:
     """The measurement method; device profiles override these per device.
@@ -76,18 +73,10 @@ class MeasurementSettings:
     reference_tolerance: float = 0.03
     reference_every_s: float = 0.01
     reference_wait_s: float = 0.1
-    # What ``median_us`` is: "median" (the median of the round medians; with adaptive stopping the median of all
-    # kept runs) or "fastest_round" (the median of the op's fastest round: the host's fast state, when many short
-    # rounds spread over the group's time meet it at least once; see docs/measurement.md).
-    statistic: str = "median"
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value, expected = getattr(self, f.name), f.type
-            if expected in (str, "str"):
-                if value not in STATISTICS:
-                    raise ValueError(f"{f.name} must be one of {', '.join(STATISTICS)}, got {value!r}")
-                continue
             if expected in (bool, "bool"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{f.name} must be true or false, got {value!r}")
@@ -429,10 +418,6 @@ def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float 
     ci = None
     if all(b.samples_us for b in taken):
         ci = median_confidence_interval([x for b in taken for x in b.samples_us])
-        if state.settings.statistic == "fastest_round":
-            fastest = min(taken, key=lambda b: b.median_us)
-            stats = replace(stats, median_us=fastest.median_us)
-            ci = median_confidence_interval(fastest.samples_us)
     cpu_read = [b for b in every if b.cpu_ns is not None and b.wall_ns]
     reference_us = off_baseline = None
     if baseline_us is not None:
