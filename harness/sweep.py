@@ -86,6 +86,7 @@ def make_row(signature: OpSignature, measurement: Measurement, identity: DeviceI
         **measurement.columns(),
         device_id=device_id,
         device_model=identity.model,
+        unit=identity.unit,
         runtime=identity.runtime,
         runtime_version=identity.runtime_version,
         provider=identity.provider,

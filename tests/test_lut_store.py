@@ -178,18 +178,28 @@ def test_read_foreign_parquet(tmp_path):
 def test_read_other_schema_version(tmp_path):
     table = rows_to_table(rows_for())
     metadata = dict(table.schema.metadata)
-    metadata[b"chameleon.lut_schema_version"] = b"3"
-    path = tmp_path / "v3.parquet"
+    metadata[b"chameleon.lut_schema_version"] = b"4"
+    path = tmp_path / "v4.parquet"
     pq.write_table(table.replace_schema_metadata(metadata), path)
-    expect_lut_error(path, "schema version 3", f"versions 1, {LUT_SCHEMA_VERSION}")
+    expect_lut_error(path, "schema version 4", f"versions 1, 2, {LUT_SCHEMA_VERSION}")
+
+
+def test_schema_version_2_reads_with_the_unit_null(tmp_path):
+    table = rows_to_table(rows_for()).drop_columns(["unit"])
+    metadata = dict(table.schema.metadata)
+    metadata[b"chameleon.lut_schema_version"] = b"2"
+    path = tmp_path / "v2.parquet"
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+    read = read_lut(path)
+    assert read.column_names == list(LUT_COLUMNS) and read.column("unit").null_count == read.num_rows
 
 
 def test_schema_version_1_reads_with_host_columns_null(tmp_path):
-    """A LUT written before the host columns existed reads as version 2 with them null ("not recorded")."""
+    """A LUT written before the host columns and the unit existed reads as version 3 with them null ("not recorded")."""
     from harness.host_speed import host_report
     from harness.lut.store import HOST_COLUMNS
 
-    table = rows_to_table(rows_for()).drop_columns(list(HOST_COLUMNS))
+    table = rows_to_table(rows_for()).drop_columns(list(HOST_COLUMNS) + ["unit"])
     metadata = dict(table.schema.metadata)
     metadata[b"chameleon.lut_schema_version"] = b"1"
     path = tmp_path / "v1.parquet"
@@ -197,7 +207,7 @@ def test_schema_version_1_reads_with_host_columns_null(tmp_path):
     read = read_lut(path)
     assert read.column_names == list(LUT_COLUMNS)
     assert read.schema.metadata[b"chameleon.lut_schema_version"] == str(LUT_SCHEMA_VERSION).encode()
-    assert all(read.column(name).null_count == read.num_rows for name in HOST_COLUMNS)
+    assert all(read.column(name).null_count == read.num_rows for name in HOST_COLUMNS + ("unit",))
     assert read.column("median_us").to_pylist() == table.column("median_us").to_pylist()
     report = host_report(read)
     assert report.rows_with_reference == 0 and report.cpu_share_median is None

@@ -30,10 +30,11 @@ from harness.atomic import exclusive_lock, write_atomically
 from harness.errors import LutFileError, OutputNotWritable
 from harness.signature import OpSignature
 
-LUT_SCHEMA_VERSION = 2
-# Version 1 lacks version 2's host columns (confidence interval, descheduled runs, CPU share, reference kernel):
-# read as version 2 with them null, which is what they mean ("not recorded").
-READABLE_VERSIONS = ("1", "2")
+LUT_SCHEMA_VERSION = 3
+# Version 1 lacks version 2's host columns (confidence interval, descheduled runs, CPU share, reference kernel), and
+# versions 1-2 lack version 3's ``unit`` (which device unit measured a row): read as version 3 with them null, which
+# is what they mean ("not recorded").
+READABLE_VERSIONS = ("1", "2", "3")
 _META_VERSION = b"chameleon.lut_schema_version"
 _META_KIND = b"chameleon.file"
 _META_KIND_VALUE = b"operator-latency-lut"
@@ -82,9 +83,14 @@ _HOST_FIELDS = [
     pa.field("at_baseline", pa.bool_(), nullable=True),  # false: no round was at it, the caps were reached
 ]
 HOST_COLUMNS: tuple[str, ...] = tuple(f.name for f in _HOST_FIELDS)
+# Columns a row may leave out (null): what older schema versions and imports do not record.
+OPTIONAL_COLUMNS: tuple[str, ...] = HOST_COLUMNS + ("unit",)
 _CONTEXT_FIELDS = [
     pa.field("device_id", pa.string(), nullable=False),
     pa.field("device_model", pa.string(), nullable=False),
+    # Version 3: the unit that measured the row (a phone's serial, as the device reports it; null: a local device,
+    # an import): rows of several units of one model share a LUT in a sharded farm sweep.
+    pa.field("unit", pa.string(), nullable=True),
     pa.field("runtime", pa.string(), nullable=False),
     pa.field("runtime_version", pa.string(), nullable=False),
     pa.field("provider", pa.string(), nullable=False),
@@ -112,8 +118,8 @@ def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     """Rows as dicts with every LUT column → a table of the LUT schema."""
     if not rows:
         return empty_table()
-    # The host columns are optional in a row (an import, a row of schema version 1): null.
-    columns = {name: [row.get(name) if name in HOST_COLUMNS else row[name] for row in rows] for name in LUT_COLUMNS}
+    # The host columns and the unit are optional in a row (an import, a row of an older schema version): null.
+    columns = {name: [row.get(name) if name in OPTIONAL_COLUMNS else row[name] for row in rows] for name in LUT_COLUMNS}
     return pa.Table.from_pydict(columns, schema=LUT_SCHEMA)
 
 
@@ -149,8 +155,8 @@ def validate_table(table: pa.Table, where: str) -> pa.Table:
     if version not in READABLE_VERSIONS:
         raise LutFileError(f"{where}: LUT schema version {version}, but this harness reads versions "
                            f"{', '.join(READABLE_VERSIONS)}")
-    if version == "1":
-        for name in HOST_COLUMNS:
+    if version in ("1", "2"):
+        for name in OPTIONAL_COLUMNS:
             if name not in table.column_names:
                 table = table.append_column(LUT_SCHEMA.field(name), pa.nulls(table.num_rows, LUT_SCHEMA.field(name).type))
     missing = [name for name in LUT_COLUMNS if name not in table.column_names]

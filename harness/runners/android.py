@@ -26,6 +26,7 @@ IDENTITY_PROPS = (
     "ro.soc.model",
     "ro.build.version.release",
     "ro.build.fingerprint",
+    "ro.serialno",
 )
 
 
@@ -71,6 +72,7 @@ class AndroidRunner:
             runtime=self.runtime_label,
             runtime_version=f"sha256:{binary_hash[:16]}",
             provider=self.runtime.delegate if self.runtime.delegate != "none" else "cpu",
+            unit=props["ro.serialno"] or None,
         )
 
     @property

@@ -26,6 +26,8 @@ class DeviceIdentity:
     runtime: str
     runtime_version: str
     provider: str
+    # The unit, as it reports itself (a phone's ro.serialno): which of several phones of one model measured a row.
+    unit: str | None = None
 
 
 class Runner(Protocol):
