@@ -12,10 +12,12 @@ from Ray's default of tens of seconds to about two, through Ray's own
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,9 @@ from harness.farm.cluster import AttachedDevice, ray_start_command
 
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
+    # Ray 2.5x turns on token authentication when ~/.ray/auth_token exists (any local ray.init() writes one); a
+    # loopback cluster has no one to keep out, and its nodes and drivers must agree: off for all of them.
+    "RAY_AUTH_MODE": "disabled",
     "RAY_health_check_initial_delay_ms": "1000",
     "RAY_health_check_period_ms": "500",
     "RAY_health_check_timeout_ms": "500",
@@ -67,8 +72,10 @@ class LoopbackRayCluster:
 
     def start_head(self, devices: Sequence[AttachedDevice] = (), trainer_slots: int = 0, num_cpus: int = 1) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        # Ray's sockets live under its temp folder, and a socket path has at most 107 bytes: a short one in /tmp.
+        self.temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
         self.nodes["head"] = _Node(ray_start_command(devices, port=self.port, num_cpus=num_cpus, trainer_slots=trainer_slots,
-                                                     node_ip="127.0.0.1", temp_dir=str(self.root / "ray"), block=True))
+                                                     node_ip="127.0.0.1", temp_dir=self.temp_dir, block=True))
         self._spawn("head")
 
     def add_node(self, name: str, devices: Sequence[AttachedDevice] = (), trainer_slots: int = 0, num_cpus: int = 1) -> None:
@@ -77,9 +84,11 @@ class LoopbackRayCluster:
         self._spawn(name)
 
     def connect(self, timeout_s: float = 60) -> None:
-        """Connect this process as the driver (once the head answers)."""
+        """Connect this process as the driver (once the head answers); its children drive with the same settings."""
         import ray
 
+        self._saved_env = {name: os.environ.get(name) for name in RAY_ENV}
+        os.environ.update(RAY_ENV)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -118,3 +127,10 @@ class LoopbackRayCluster:
             ray.shutdown()
         for name in list(self.nodes)[::-1]:
             self.stop_node(name)
+        if getattr(self, "temp_dir", None):
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        for name, value in getattr(self, "_saved_env", {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -5,7 +5,8 @@ This module builds the ``bench`` app from the command modules, one per group:
 * :mod:`harness.cli.sweep`: ``sweep`` and ``measure-networks`` (the commands that measure);
 * :mod:`harness.cli.info`: ``parse``, ``fake-device``, ``devices`` and ``plans``;
 * :mod:`harness.cli.lut`: the ``bench lut`` group;
-* :mod:`harness.cli.energy`: the ``bench energy`` group.
+* :mod:`harness.cli.energy`: the ``bench energy`` group;
+* :mod:`harness.cli.farm`: the ``bench farm`` group and ``bench sweep --farm``.
 
 Every command that reports figures takes ``--json`` and then prints exactly one
 JSON document on stdout (progress and messages go to stderr).  A problem the
@@ -17,7 +18,7 @@ from __future__ import annotations
 import typer
 
 from harness import __version__
-from harness.cli import energy, info, lut, sweep
+from harness.cli import energy, farm, info, lut, sweep
 from harness.cli.common import run_app, stdout
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.command("devices")(info.devices)
 app.command("plans")(info.plans)
 app.add_typer(lut.app, name="lut")
 app.add_typer(energy.app, name="energy")
+app.add_typer(farm.app, name="farm")
 
 
 @app.callback(invoke_without_command=True)

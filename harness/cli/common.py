@@ -60,6 +60,22 @@ def run_app(app: typer.Typer, prog_name: str) -> None:
     sys.exit(run_command_line(app, sys.argv[1:], prog_name))
 
 
+# Options whose value may be left out, and what they then mean: `bench sweep --farm` (a Ray instance on this
+# machine) as `--farm ADDRESS`; `optimize ... --cluster` alike.  The CLI library wants a value after an option
+# that takes one, so a bare one is given its default here.
+OPTIONAL_VALUES = {"--farm": "local", "--cluster": "local"}
+
+
+def with_optional_values(args: Sequence[str]) -> list[str]:
+    """``args`` with the value of a bare optional-value option (at the end, or before another option) filled in."""
+    filled: list[str] = []
+    for i, arg in enumerate(args):
+        filled.append(arg)
+        if arg in OPTIONAL_VALUES and (i + 1 == len(args) or args[i + 1].startswith("-")):
+            filled.append(OPTIONAL_VALUES[arg])
+    return filled
+
+
 def run_command_line(app: typer.Typer, args: Sequence[str], prog_name: str) -> int:
     """Run one command line of ``app`` and return its exit code; every failure is one line on stderr.
 
@@ -76,6 +92,7 @@ def run_command_line(app: typer.Typer, args: Sequence[str], prog_name: str) -> i
     "exit_code": ...}``, so that a script reading stdout always reads JSON.
     """
     emitted_before = _json_documents_emitted
+    args = with_optional_values(args)
     wants_json = "--json" in args and "--help" not in args
     try:
         result = app(args=list(args), prog_name=prog_name, standalone_mode=False)

@@ -30,17 +30,38 @@ out, err = stdout, stderr
 
 # ----------------------------------------------------------------- sweep
 def sweep(
-    device: str = typer.Option(..., "--device", "-d", help="Device profile name (see `bench devices`) or a profile file."),
+    devices: list[str] = typer.Option(..., "--device", "-d", help="Device profile name (see `bench devices`) or a profile file; "
+                                      "several with --farm."),
     plan: str = typer.Option("smoke", "--plan", "-p", help="Built-in plan name (see `bench plans`) or a plan YAML file."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="LUT file to write (default: luts/DEVICE.parquet)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Measure at most this many missing signatures, then stop."),
     adb: Optional[str] = typer.Option(None, "--adb", help="ADB device to use instead of the profile's: HOST:PORT or a USB serial."),
+    farm: Optional[str] = typer.Option(None, "--farm", metavar="[ADDRESS]",
+                                       help="Measure on the device farm at ADDRESS (HOST:PORT), every unit of each --device at "
+                                            "once; bare --farm: a farm on this machine, its devices given by --attach."),
+    attach: Optional[list[str]] = typer.Option(None, "--attach", metavar="PROFILE=UNIT",
+                                               help="With a bare --farm: a device of this machine's farm; repeatable."),
+    shard: bool = typer.Option(False, "--shard", help="With --farm: the units of one device share the plan, into one LUT "
+                                                     "(after a calibration set shows they agree)."),
+    out_dir: Path = typer.Option(Path("luts"), "--out-dir", help="With --farm: the folder of the LUTs (one per device, or per unit)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Measure every signature of PLAN on DEVICE that the LUT does not hold yet (resumable)."""
+    """Measure every signature of PLAN on DEVICE that the LUT does not hold yet (resumable); --farm: on many devices at once."""
     from harness.sweep import run_sweep
 
-    profile = load_profile(device)
+    if farm is not None:
+        from harness.cli.farm import sweep_on_farm
+
+        for given, name in ((out_path, "--out"), (limit, "--limit"), (adb, "--adb")):
+            if given is not None:
+                raise ChameleonError(f"{name} applies to a one-device sweep; with --farm each LUT goes to --out-dir")
+        sweep_on_farm(farm, devices, plan, out_dir, shard=shard, attach=attach or [], as_json=as_json)
+        return
+    if attach or shard:
+        raise ChameleonError("--attach and --shard apply to a farm sweep (--farm)")
+    if len(devices) != 1:
+        raise ChameleonError(f"one --device for a sweep on this machine (given {len(devices)}); several need --farm")
+    profile = load_profile(devices[0])
     if adb:
         profile = with_adb_device(profile, adb)
     sweep_plan = load_plan(plan)

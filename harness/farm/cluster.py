@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -114,3 +115,46 @@ def ray_start_command(devices: Sequence[AttachedDevice], *, address: str | None 
     if block:
         argv.append("--block")
     return argv
+
+
+def connect(address: str, attach: Sequence[AttachedDevice] = ()) -> bool:
+    """Connect this process to the farm at ``address`` as its driver; True when this call started Ray (shut it down).
+
+    ``"local"``: start a Ray instance on this machine (the embedded farm)
+    announcing the ``attach`` devices.  An address: join that farm as a
+    driver (its hosts announce their own devices).  Already connected (a
+    notebook, a test): nothing to do.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": "ERROR", "log_to_driver": False}
+    if address == "local":
+        ray.init(resources=announced_resources(attach), include_dashboard=False, **quiet)
+        return True
+    if attach:
+        raise FarmError("--attach announces devices of a farm started here (--farm local); a host of a running farm "
+                        "announces its own with `bench farm join`")
+    _check_reachable(address)
+    try:
+        ray.init(address=address, **quiet)
+    except Exception as problem:  # Ray raises ConnectionError, RuntimeError or its own errors here: all one line
+        reason = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
+        raise FarmError(f"cannot reach the farm at {address}: {reason[:200]}") from None
+    return True
+
+
+def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """A farm's head answers TCP on HOST:PORT: checked first, as Ray's own client waits minutes on a dead address."""
+    if address == "auto":
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FarmError(f"farm address {address!r}: expected HOST:PORT (the head's, e.g. 192.168.1.10:{DEFAULT_PORT})")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as problem:
+        raise FarmError(f"cannot reach the farm at {address}: {problem.strerror or problem} (is its head started? "
+                        f"`bench farm head` on that host)") from None

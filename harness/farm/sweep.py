@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 from harness.errors import LutFileError
 from harness.farm.actor import device_actor
 from harness.farm.cluster import AttachedDevice, FarmError
+from harness.farm.status import farm_board
 from harness.lut import store as lut_store
 from harness.plans import Plan
 from harness.profiles import DeviceProfile, check_fits_memory
@@ -48,6 +49,8 @@ from harness.sweep import signatures_for_device
 
 CALIBRATION_SIGNATURES = 8
 AGREEMENT_TOLERANCE = 0.10
+# What the board shows for an event (idle and busy come from Ray's resources): a failure stays until a sweep restarts it.
+_BOARD_STATES = {"start": "ok", "failed": "failed", "left": "gone", "back": "ok", "done": "ok"}
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,9 @@ def farm_targets(attached: Sequence[AttachedDevice], profiles: Sequence[DevicePr
     """The LUTs a farm sweep of ``profiles`` fills with the units the farm has: one per unit, or per profile with ``shard``."""
     targets = []
     for profile in profiles:
+        if profile.transport.type != "adb":
+            raise FarmError(f"device {profile.name!r}: the farm drives ADB devices; this profile uses the "
+                            f"{profile.transport.type} transport (measure it with `bench sweep` on its host)")
         units = tuple(sorted(d for d in attached if d.profile == profile.name))
         if not units:
             announced = ", ".join(sorted({d.profile for d in attached})) or "none"
@@ -195,13 +201,26 @@ class _Unit:
 def farm_sweep(targets: Sequence[FarmTarget], plan: Plan, *, on_event: Callable[[FarmEvent], None] | None = None,
                max_failures: int = 3, retry_wait_s: float = 2.0, host_wait_s: float = 300.0,
                calibration: int = CALIBRATION_SIGNATURES, tolerance: float = AGREEMENT_TOLERANCE,
-               actor_factory: Callable[[DeviceProfile, AttachedDevice], Any] = device_actor) -> FarmSweepResult:
-    """Measure ``plan`` on every target's units at once (Ray must be initialised); see the module docstring."""
+               actor_factory: Callable[[DeviceProfile, AttachedDevice], Any] = device_actor,
+               publish: bool = True) -> FarmSweepResult:
+    """Measure ``plan`` on every target's units at once (Ray must be initialised); see the module docstring.
+
+    ``on_event`` receives every :class:`FarmEvent` (a display); with
+    ``publish`` each unit's state changes also go to the farm's board, for
+    ``bench farm status`` (:mod:`harness.farm.status`).
+    """
     import ray
 
     started = time.monotonic()
     session_id = lut_store.new_session_id()
-    emit = on_event or (lambda _event: None)
+    board = farm_board() if publish else None
+
+    def emit(event: FarmEvent) -> None:
+        if on_event is not None:
+            on_event(event)
+        if board is not None and event.kind in _BOARD_STATES:
+            board.report.remote(str(event.unit), _BOARD_STATES[event.kind], event.message or None)
+
     for target in targets:
         check_fits_memory(target.profile, signatures_for_device(plan, target.profile)[0], f"plan {plan.name}")
     interrupted = False
@@ -373,31 +392,41 @@ def _write(unit: _Unit, rows: list[dict[str, Any]], emit: Callable[[FarmEvent], 
     emit(FarmEvent("rows", unit.device, report.rows, 0))
 
 
+def calibration_agreement(results: dict[str, dict[str, float]], tolerance: float) -> dict[str, Any]:
+    """Whether units of one model agree: each unit's median ratio to the first unit's medians on the shared signatures.
+
+    ``results``: unit → signature → median (µs), the first unit the
+    reference.  They agree when every ratio is within ``tolerance`` of 1.
+    """
+    names = list(results)
+    reference = results[names[0]]
+    ratios: dict[str, float | None] = {}
+    for name in names:
+        shared = [k for k in reference if k in results[name] and reference[k] > 0]
+        ratios[name] = statistics.median(results[name][k] / reference[k] for k in shared) if shared else None
+    worst_name = max(names, key=lambda n: abs((ratios[n] if ratios[n] is not None else 1.0) - 1.0))
+    worst = abs((ratios[worst_name] if ratios[worst_name] is not None else 1.0) - 1.0)
+    return {"signatures": len(reference), "reference_unit": names[0], "tolerance": tolerance,
+            "median_ratio_to_reference": ratios, "worst_unit": worst_name, "worst_difference": worst,
+            "agree": worst <= tolerance}
+
+
 def _decide_agreement(target: _Target, emit: Callable[[FarmEvent], None]) -> None:
     """Once every live unit of a sharded target has measured the calibration set: merge them, or refuse."""
     live = [str(u) for u in target.spec.units]
     if not live or any(name not in target.calibration_results for name in live):
         return
-    reference_name = live[0]
-    reference = target.calibration_results[reference_name]
-    ratios: dict[str, float | None] = {}
-    for name in live:
-        shared = [k for k in reference if k in target.calibration_results[name] and reference[k] > 0]
-        ratios[name] = statistics.median(target.calibration_results[name][k] / reference[k] for k in shared) if shared else None
-    worst = max((abs(r - 1) for r in ratios.values() if r is not None), default=0.0)
-    target.report.calibration = {"signatures": len(reference), "reference_unit": reference_name,
-                                 "tolerance": target.tolerance, "median_ratio_to_reference": ratios,
-                                 "agree": worst <= target.tolerance}
-    if worst > target.tolerance:
-        name = max(ratios, key=lambda n: abs((ratios[n] or 1) - 1))
-        target.report.problem = (f"units {reference_name} and {name} of {target.spec.profile.name} differ by "
-                                 f"{100 * worst:.0f}% on {len(reference)} calibration signatures (tolerance "
-                                 f"{100 * target.tolerance:.0f}%): not merged into one LUT; measure them apart "
-                                 f"(without --shard)")
+    agreement = calibration_agreement({name: target.calibration_results[name] for name in live}, target.tolerance)
+    target.report.calibration = agreement
+    if not agreement["agree"]:
+        target.report.problem = (f"units {live[0]} and {agreement['worst_unit']} of {target.spec.profile.name} differ by "
+                                 f"{100 * agreement['worst_difference']:.0f}% on {agreement['signatures']} calibration "
+                                 f"signatures (tolerance {100 * target.tolerance:.0f}%): not merged into one LUT; "
+                                 f"measure them apart (without --shard)")
         target.queue.clear()
         return
     target.agreed = True
-    _write(target.units[reference_name], target.calibration_rows[reference_name], emit)
+    _write(target.units[live[0]], target.calibration_rows[live[0]], emit)
 
 
 def _put_back(unit: _Unit, group: list[OpSignature], is_calibration: bool) -> None:
