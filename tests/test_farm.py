@@ -31,7 +31,7 @@ from harness.profiles import load_profile
 from harness.sweep import run_sweep
 
 from conftest import run_bench, small_plan_yaml
-from ray_loopback import LoopbackRayCluster
+from harness.farm.loopback import LoopbackRayCluster
 
 RAY_INSTALLED = (Path(sys.executable).parent / "ray").exists() or shutil.which("ray") is not None
 
