@@ -58,10 +58,12 @@ def test_attached_devices_parse_and_become_resources() -> None:
             AttachedDevice.parse(bad)
     with pytest.raises(FarmError, match="given twice"):
         announced_resources([device, device])
-    argv = ray_start_command([device], address="10.0.0.1:6379", trainer_slots=2, block=True)
+    argv = ray_start_command([device], address="10.0.0.1:6379", block=True)
     assert argv[:3] == ["ray", "start", "--address=10.0.0.1:6379"] and argv[-1] == "--block"
-    assert json.loads(next(a for a in argv if a.startswith("--resources="))[len("--resources="):]) == {
-        device.resource: 1.0, "chameleon-trainer": 2.0}
+    assert json.loads(next(a for a in argv if a.startswith("--resources="))[len("--resources="):]) == {device.resource: 1.0}
+    assert "--resources={\"chameleon-trainer\": 2.0}" in ray_start_command([], address="10.0.0.1:6379", trainer_slots=2)
+    with pytest.raises(FarmError, match="measures .* or trains"):
+        ray_start_command([device], trainer_slots=2)
 
 
 def test_calibration_agreement() -> None:

@@ -4,9 +4,9 @@ A device unit is announced on the host it is plugged into as the custom
 resource ``chameleon-device/PROFILE/UNIT`` with capacity 1 (UNIT: the USB
 serial, or ``HOST:PORT`` for a device over TCP), so the actor that drives it
 is placed on that host, and two jobs never hold one phone.  Training slots are
-another resource (``chameleon-trainer``), announced only by hosts that train:
-measurement actors and training tasks never share a node unless a user
-announces both on one.
+another resource (``chameleon-trainer``), announced only by hosts that train,
+and a host announces one kind or the other: measurement actors and training
+tasks never share a node.
 """
 
 from __future__ import annotations
@@ -79,6 +79,11 @@ def announced_resources(devices: Iterable[AttachedDevice], trainer_slots: int = 
         resources[device.resource] = 1.0
     if trainer_slots < 0:
         raise FarmError(f"--train-slots must be >= 0, got {trainer_slots}")
+    if trainer_slots and resources:
+        # A training saturates the host's cores and memory bandwidth, and the host runs the phones' tools' I/O
+        # (pushes, ADB): never measure on a node while it trains.
+        raise FarmError("a host measures (--attach) or trains (--train-slots), not both: its trainings would disturb "
+                        "its phones' measurements")
     if trainer_slots:
         resources[TRAINER_RESOURCE] = float(trainer_slots)
     return resources
