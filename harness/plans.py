@@ -40,7 +40,7 @@ import yaml
 from harness import paths
 from harness.errors import ChameleonError, InvalidPlan, InvalidSignature
 from harness.textfiles import UnreadableText, read_utf8
-from harness.signature import CONV2D, DTYPES, FC, GLOBAL_AVGPOOL, INVERTED_RESIDUAL, KINDS, POINTWISE_CONV, OpSignature, make_signature, parse_signature
+from harness.signature import ALL_KINDS, CONV2D, DTYPES, FC, GLOBAL_AVGPOOL, INVERTED_RESIDUAL, POINTWISE_CONV, OpSignature, make_signature, parse_signature
 
 PLAN_SUFFIX = ".yaml"
 TOP_LEVEL_KEYS: tuple[str, ...] = ("name", "description", "dtypes", "entries", "signatures", "generators")
@@ -96,9 +96,9 @@ def load_plan(name_or_path: str | Path, plans_dir: Path | None = None) -> Plan:
 
 
 def count_by_kind(plan: Plan) -> dict[str, int]:
-    """How many signatures of each kind the plan holds (kinds present, in KINDS order)."""
+    """How many signatures of each kind the plan holds (kinds present, in ALL_KINDS order)."""
     counts = Counter(sig.kind for sig in plan.signatures)
-    return {kind: counts[kind] for kind in KINDS if counts[kind]}
+    return {kind: counts[kind] for kind in ALL_KINDS if counts[kind]}
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,7 @@ def _expand_entry(entry: Any, where: str, dtypes: tuple[str, ...]) -> list[OpSig
         raise _Problem(where, f"an entry must be a mapping of field: value, got {_describe(entry)}")
     _reject_unknown(where, entry, ENTRY_FIELDS, "field")
     if "kind" not in entry:
-        raise _Problem(where, f"missing field 'kind' (one of {', '.join(KINDS)})")
+        raise _Problem(where, f"missing field 'kind' (one of {', '.join(ALL_KINDS)})")
 
     axes: list[tuple[str, list[Any]]] = []
     same: list[str] = []

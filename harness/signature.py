@@ -2,7 +2,8 @@
 
 A signature names one measurable unit of a network: a single operator (a conv,
 a pooling, an add...) or a block that is measured as one fused entry (the
-MobileNetV2 inverted residual, the ResNet bottleneck).  It is the contract
+MobileNetV2 inverted residual, the ResNet bottleneck, MobileNetV3's inverted
+residual with squeeze-and-excite).  It is the contract
 between the harness, which measures signatures, and the optimizer, which adds
 their latencies up.
 
@@ -16,6 +17,13 @@ The stable string form spells every field, in a fixed order::
 
 and :func:`parse_signature` reads it back, so a signature round-trips through
 text and through the LUT's Parquet columns (:meth:`OpSignature.to_record`).
+
+Squeeze-and-excite (issue 19) is two kinds, not a field, so that no existing key
+changes: ``squeeze_excite`` (global average pool → 1×1 reduce to
+``mid_channels`` → ReLU → 1×1 expand → hard-sigmoid → channel-wise multiply of
+the input) and ``inverted_residual_se`` (the inverted residual with that block
+after its depthwise conv, its reduced width :func:`se_reduced_channels` of the
+expanded width).  h-swish is the existing ``activation=hardswish``.
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ GLOBAL_AVGPOOL = "global_avgpool"
 ADD = "add"
 ACTIVATION = "activation"
 IDENTITY = "identity"  # an empty model: the runtime's fixed per-invocation cost
+# MobileNetV3 / Once-for-All kinds (issue 19): squeeze-and-excite, alone and inside the inverted residual.
+SQUEEZE_EXCITE = "squeeze_excite"
+INVERTED_RESIDUAL_SE = "inverted_residual_se"
 
 KINDS: tuple[str, ...] = (
     CONV2D,
@@ -54,13 +65,23 @@ KINDS: tuple[str, ...] = (
     ACTIVATION,
     IDENTITY,
 )
+#: The squeeze-and-excite kinds of MobileNetV3 and Once-for-All.  Kept apart from :data:`KINDS`, the
+#: vocabulary every builder (ONNX, TFLite, the optimizer's PyTorch units), the smoke plan and the
+#: coverage tests span: these have ONNX and TFLite builders and LUT keys, no PyTorch training unit yet.
+SE_KINDS: tuple[str, ...] = (SQUEEZE_EXCITE, INVERTED_RESIDUAL_SE)
+#: Every kind a signature may have.
+ALL_KINDS: tuple[str, ...] = KINDS + SE_KINDS
 ACTIVATIONS: tuple[str, ...] = ("none", "relu", "relu6", "hardswish")
 DTYPES: tuple[str, ...] = ("fp32", "int8")
 
 # Kinds whose kernel/stride/padding/groups fields are meaningful.
-_SPATIAL_KINDS = {CONV2D, DEPTHWISE_CONV, POINTWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK, AVGPOOL}
+_SPATIAL_KINDS = {CONV2D, DEPTHWISE_CONV, POINTWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK, AVGPOOL, INVERTED_RESIDUAL_SE}
 # Kinds whose output has as many channels as the input.
-_SAME_CHANNEL_KINDS = {DEPTHWISE_CONV, AVGPOOL, GLOBAL_AVGPOOL, ADD, ACTIVATION, IDENTITY}
+_SAME_CHANNEL_KINDS = {DEPTHWISE_CONV, AVGPOOL, GLOBAL_AVGPOOL, ADD, ACTIVATION, IDENTITY, SQUEEZE_EXCITE}
+# The MobileNetV2 inverted residual, with or without squeeze-and-excite.
+_INVERTED_RESIDUALS = {INVERTED_RESIDUAL, INVERTED_RESIDUAL_SE}
+# Kinds whose mid_channels field is meaningful.
+_MID_CHANNEL_KINDS = {INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE, SQUEEZE_EXCITE}
 
 _INT_FIELDS = ("n", "c_in", "h", "w", "c_out", "kernel", "stride", "padding", "groups", "mid_channels")
 
@@ -78,7 +99,8 @@ class OpSignature:
     Shapes are NCHW.  ``c_out`` is the output channel count (equal to ``c_in``
     for shape-preserving kinds).  ``mid_channels`` is the expanded width of an
     inverted residual (``c_in * t``; equal to ``c_in`` when t = 1, meaning no
-    expansion conv) or the bottleneck width of a ResNet bottleneck, else 0.
+    expansion conv), the bottleneck width of a ResNet bottleneck, the reduced
+    width of a squeeze-and-excite, else 0.
     ``activation`` is the activation fused after the operator (for blocks: the
     one used inside them).
     """
@@ -122,7 +144,21 @@ class OpSignature:
     @property
     def has_residual(self) -> bool:
         """True when a block adds its input to its output unchanged (identity shortcut)."""
-        return self.kind in (INVERTED_RESIDUAL, BOTTLENECK) and self.stride == 1 and self.c_in == self.c_out
+        return self.kind in (INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE) and self.stride == 1 \
+            and self.c_in == self.c_out
+
+    @property
+    def se_channels(self) -> int:
+        """The reduced width of the block's squeeze-and-excite (0 when it has none).
+
+        A ``squeeze_excite`` states it (``mid_channels``); an ``inverted_residual_se`` derives it from its
+        expanded width by MobileNetV3's and Once-for-All's rule, :func:`se_reduced_channels`.
+        """
+        if self.kind == SQUEEZE_EXCITE:
+            return self.mid_channels
+        if self.kind == INVERTED_RESIDUAL_SE:
+            return se_reduced_channels(self.mid_channels)
+        return 0
 
     @property
     def macs(self) -> int:
@@ -172,10 +208,12 @@ def make_signature(kind: str, /, **values: Any) -> OpSignature:
 
     Fields that do not apply get their canonical value; a convolution's padding
     defaults to ``kernel // 2`` ("same" for odd kernels); a shape-preserving
-    kind's ``c_out`` defaults to ``c_in``.  ``n`` defaults to 1.
+    kind's ``c_out`` defaults to ``c_in``.  ``n`` defaults to 1.  A
+    squeeze-and-excite's reduced width defaults to :func:`se_reduced_channels`
+    of its channels.
     """
-    if kind not in KINDS:
-        raise InvalidSignature(f"unknown op kind {kind!r} (known: {', '.join(KINDS)})")
+    if kind not in ALL_KINDS:
+        raise InvalidSignature(f"unknown op kind {kind!r} (known: {', '.join(ALL_KINDS)})")
     unknown = set(values) - set(_FIELD_NAMES[1:])
     if unknown:
         raise InvalidSignature(f"{kind}: unknown field(s) {', '.join(sorted(unknown))}")
@@ -188,10 +226,12 @@ def make_signature(kind: str, /, **values: Any) -> OpSignature:
     if kind == FC:
         values.setdefault("h", 1)
         values.setdefault("w", 1)
-    if kind in (CONV2D, DEPTHWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK) and "kernel" in values:
+    if kind in (CONV2D, DEPTHWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE) and "kernel" in values:
         values.setdefault("padding", _int(kind, "kernel", values["kernel"]) // 2)
-    if kind == INVERTED_RESIDUAL:
+    if kind in (INVERTED_RESIDUAL, INVERTED_RESIDUAL_SE):
         values.setdefault("activation", "relu6")
+    if kind == SQUEEZE_EXCITE and "c_in" in values:
+        values.setdefault("mid_channels", se_reduced_channels(_int(kind, "c_in", values["c_in"])))
     if kind == BOTTLENECK:
         values.setdefault("kernel", 3)
         values.setdefault("padding", 1)
@@ -268,8 +308,8 @@ def _out_size(sig: OpSignature, size: int) -> int:
 
 def _validate(sig: OpSignature) -> None:
     kind = sig.kind
-    if kind not in KINDS:
-        raise InvalidSignature(f"unknown op kind {kind!r} (known: {', '.join(KINDS)})")
+    if kind not in ALL_KINDS:
+        raise InvalidSignature(f"unknown op kind {kind!r} (known: {', '.join(ALL_KINDS)})")
     for name in _INT_FIELDS:
         value = getattr(sig, name)
         if not isinstance(value, int) or isinstance(value, bool):
@@ -302,7 +342,7 @@ def _validate(sig: OpSignature) -> None:
             canonical(name, value)
     if kind in _SAME_CHANNEL_KINDS:
         require(sig.c_out == sig.c_in, f"c_out must equal c_in ({sig.c_in}), got {sig.c_out}")
-    if kind not in (INVERTED_RESIDUAL, BOTTLENECK):
+    if kind not in _MID_CHANNEL_KINDS:
         canonical("mid_channels", 0)
 
     if kind == CONV2D:
@@ -316,10 +356,10 @@ def _validate(sig: OpSignature) -> None:
         require(sig.padding == 0, f"padding must be 0 for a pointwise conv, got {sig.padding}")
         require(sig.groups >= 1 and sig.c_in % sig.groups == 0 and sig.c_out % sig.groups == 0,
                 f"groups {sig.groups} must divide c_in {sig.c_in} and c_out {sig.c_out}")
-    elif kind in (INVERTED_RESIDUAL, BOTTLENECK):
+    elif kind in (INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE):
         require(sig.kernel % 2 == 1, f"kernel must be odd, got {sig.kernel}")
         require(sig.padding == sig.kernel // 2, f"padding must be kernel // 2 = {sig.kernel // 2}, got {sig.padding}")
-        if kind == INVERTED_RESIDUAL:
+        if kind in _INVERTED_RESIDUALS:
             canonical("groups", 1)
             require(sig.mid_channels >= sig.c_in,
                     f"mid_channels (expanded width) must be >= c_in {sig.c_in}, got {sig.mid_channels}")
@@ -340,6 +380,10 @@ def _validate(sig: OpSignature) -> None:
         require(sig.activation == "none", f"activation does not apply to {kind}, got {sig.activation}")
     elif kind == ACTIVATION:
         require(sig.activation != "none", "an activation op needs activation relu, relu6 or hardswish")
+    elif kind == SQUEEZE_EXCITE:
+        require(sig.mid_channels >= 1, f"mid_channels (the reduced width) must be >= 1, got {sig.mid_channels}")
+        require(sig.activation == "none",
+                f"activation does not apply to squeeze_excite (its relu and hard-sigmoid are fixed), got {sig.activation}")
 
     if kind in _SPATIAL_KINDS:
         for axis, size in (("h", sig.h), ("w", sig.w)):
@@ -365,9 +409,12 @@ def working_set_bytes(sig: OpSignature) -> int:
         inner = 0
     elif sig.kind == DEPTHWISE_CONV:
         weights, inner = c_out * k2, 0
-    elif sig.kind == INVERTED_RESIDUAL:
-        weights = c_in * mid + mid * k2 + mid * c_out
+    elif sig.kind in _INVERTED_RESIDUALS:
+        se = sig.se_channels
+        weights = c_in * mid + mid * k2 + mid * c_out + 2 * mid * se
         inner = n * mid * (sig.h * sig.w + sig.h_out * sig.w_out)
+    elif sig.kind == SQUEEZE_EXCITE:
+        weights, inner = 2 * c_in * mid, n * (c_in + mid)
     elif sig.kind == BOTTLENECK:
         weights = c_in * mid + mid * (mid // sig.groups) * k2 + mid * c_out + c_in * c_out
         inner = n * mid * (sig.h * sig.w + 2 * sig.h_out * sig.w_out)
@@ -388,12 +435,15 @@ def _macs(sig: OpSignature) -> int:
         return n * hw_out * c_out * (c_in // sig.groups) * k2
     if kind == DEPTHWISE_CONV:
         return n * hw_out * c_out * k2
-    if kind == INVERTED_RESIDUAL:
+    if kind in _INVERTED_RESIDUALS:
         mid = sig.mid_channels
         expand = n * hw_in * c_in * mid if mid != c_in else 0
         depthwise = n * hw_out * mid * k2
         project = n * hw_out * mid * c_out
-        return expand + depthwise + project + (n * hw_out * c_out if sig.has_residual else 0)
+        se = _se_macs(n, hw_out, mid, sig.se_channels) if kind == INVERTED_RESIDUAL_SE else 0
+        return expand + depthwise + se + project + (n * hw_out * c_out if sig.has_residual else 0)
+    if kind == SQUEEZE_EXCITE:
+        return _se_macs(n, hw_in, c_in, sig.mid_channels)
     if kind == BOTTLENECK:
         mid = sig.mid_channels
         reduce = n * hw_in * c_in * mid
@@ -408,3 +458,19 @@ def _macs(sig: OpSignature) -> int:
     if kind in (GLOBAL_AVGPOOL, ADD, ACTIVATION):
         return n * hw_in * c_in
     return 0  # identity
+
+
+def _se_macs(n: int, hw: int, channels: int, reduced: int) -> int:
+    """A squeeze-and-excite: the pooling and the rescaling one per element, the two 1x1 convs on the pooled vector."""
+    return n * (2 * hw * channels + 2 * channels * reduced)
+
+
+def se_reduced_channels(channels: int) -> int:
+    """The squeeze-and-excite width of MobileNetV3 and Once-for-All: ``channels // 4`` rounded to a multiple of 8.
+
+    The rounding is MobileNet's ``_make_divisible(v, 8)``: the nearest multiple of 8 (at least 8), one
+    step up when that falls more than 10 % below ``v`` (72 channels → 24, 144 → 40, 576 → 144).
+    """
+    v = channels // 4
+    reduced = max(8, int(v + 4) // 8 * 8)
+    return reduced + 8 if reduced < 0.9 * v else reduced

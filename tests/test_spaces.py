@@ -61,7 +61,7 @@ def test_genes_follow_the_papers_tables(name, table):
 
 
 def test_spaces_are_listed_and_cached():
-    assert SPACES == ("chamnet-mobile", "chamnet-res", "chamnet-mobile-mini")
+    assert SPACES == ("chamnet-mobile", "chamnet-res", "chamnet-mobile-mini", "ofa-mbv3")
     assert get_space("chamnet-res") is get_space("chamnet-res")
 
 

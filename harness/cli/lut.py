@@ -74,31 +74,68 @@ def lut_query(
     out.print(table_view)
 
 
+IMPORT_FORMATS = ("caffe2", "ofa-yaml", "csv")
+
+
 @app.command("import")
 def lut_import(
-    source: Path = typer.Argument(..., help="Caffe2 / FAI-PEP operator table: CSV or JSON (columns in harness/lut/caffe_import.py)."),
+    sources: list[Path] = typer.Argument(..., help="The table(s): a Caffe2 / FAI-PEP CSV or JSON; OFA lookup-table "
+                                                  "YAML files (one per resolution); or a generic latency CSV."),
     device: str = typer.Option(..., "--device", "-d", help="Device id the rows belong to (a profile name such as s835)."),
     out_path: Path = typer.Option(..., "--out", "-o", help="LUT to write; existing rows of the same device are kept."),
+    source_format: str = typer.Option("caffe2", "--format", "-f",
+                                      help="caffe2 (FAI-PEP records) | ofa-yaml (Once-for-All LUTs, ms) | "
+                                           "csv (signature fields + latency_us or latency_ms)"),
+    device_model: Optional[str] = typer.Option(None, "--device-model",
+                                               help="ofa-yaml, csv: the hardware the table was measured on "
+                                                    "(default: unknown)."),
+    runtime: str = typer.Option("unknown", "--runtime", help="ofa-yaml, csv: the runtime that measured the table."),
     on_duplicate: str = typer.Option("newest", "--on-duplicate", help="newest | lowest-cv | error"),
     as_json: bool = JsonOption,
 ) -> None:
-    """Import per-operator timings measured with Caffe2 (discontinued) so they are not lost."""
-    from harness.lut.caffe_import import import_caffe2_lut
-
+    """Import per-operator timings measured elsewhere: Caffe2 (discontinued), Once-for-All's YAML LUTs, a generic CSV."""
+    if source_format not in IMPORT_FORMATS:
+        raise ChameleonError(f"--format {source_format}: unknown (known: {', '.join(IMPORT_FORMATS)})")
+    if source_format != "ofa-yaml" and len(sources) > 1:
+        raise ChameleonError(f"--format {source_format} reads one file, got {len(sources)} "
+                             "(several files: only ofa-yaml, one per resolution)")
     lut_store.check_writable(out_path)
-    result = import_caffe2_lut(source, device_id=device)
-    imported = lut_store.rows_to_table(result.rows)
+    extra: dict[str, Any] = {}
+    if source_format == "caffe2":
+        from harness.lut.caffe_import import import_caffe2_lut
+
+        result = import_caffe2_lut(sources[0], device_id=device)
+        rows, records, skipped = result.rows, result.records, dict(result.skipped)
+    elif source_format == "ofa-yaml":
+        from harness.lut.ofa_import import import_ofa_luts
+
+        result = import_ofa_luts(sources, device, runtime=runtime,
+                                 **({"device_model": device_model} if device_model else {}))
+        rows, records, skipped = result.rows, result.records, dict(result.skipped)
+        extra = {"skipped_examples": dict(result.examples), "pooled": result.pooled, "grammars": result.grammars}
+    else:
+        from harness.lut.csv_import import import_latency_csv
+
+        result = import_latency_csv(sources[0], device, runtime=runtime,
+                                    **({"device_model": device_model} if device_model else {}))
+        rows, records, skipped = result.rows, result.records, {}
+    imported = lut_store.rows_to_table(rows)
     merged = lut_store.merge_into_lut(out_path, [imported], on_duplicate=on_duplicate).table
-    report = {"source": str(source), "out": str(out_path), "records": result.records, "imported": len(result.rows),
-              "skipped": sum(result.skipped.values()), "skipped_by_reason": dict(result.skipped),
-              "rows_in_lut": merged.num_rows}
+    source_text = ", ".join(str(s) for s in sources)
+    report = {"source": source_text, "sources": [str(s) for s in sources], "format": source_format,
+              "out": str(out_path), "records": records, "imported": len(rows), "skipped": sum(skipped.values()),
+              "skipped_by_reason": skipped, **extra, "rows_in_lut": merged.num_rows}
     if as_json:
         emit_json(report)
         return
-    out.print(f"{out_path}: imported {len(result.rows)} of {result.records} records from {source} "
-              f"({merged.num_rows} rows in the LUT)")
-    for reason, count in sorted(result.skipped.items()):
-        out.print(f"  skipped {count}: {reason}")
+    out.print(f"{out_path}: imported {len(rows)} of {records} records from {source_text} "
+              f"({merged.num_rows} rows in the LUT)", markup=False)
+    if extra.get("pooled"):
+        out.print(f"  {extra['pooled']} signature(s) given by several keys or files: their runs pooled")
+    examples = extra.get("skipped_examples", {})
+    for reason, count in sorted(skipped.items()):
+        example = f" (e.g. {examples[reason]})" if reason in examples else ""
+        out.print(f"  skipped {count}: {reason}{example}", markup=False)
 
 
 @app.command("merge")

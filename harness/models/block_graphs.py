@@ -3,8 +3,8 @@
 These functions describe a kind's structure (which convolutions, in which
 order, with which activations and shortcut) against a small builder
 interface; ``onnx_models`` and ``tflite_models`` each provide a builder that
-writes it in their format.  So the MobileNetV2 inverted residual and the ResNet
-bottleneck are defined in one place, and the ONNX and TFLite models of a
+writes it in their format.  So the MobileNetV2 inverted residual (with or
+without MobileNetV3's squeeze-and-excite) and the ResNet bottleneck are defined in one place, and the ONNX and TFLite models of a
 signature cannot drift apart.
 """
 
@@ -29,21 +29,52 @@ class GraphBuilder(Protocol[T]):
         """Element-wise sum, its activation and quantization point."""
 
 
+class SqueezeExciteBuilder(GraphBuilder[T], Protocol[T]):
+    """What a squeeze-and-excite needs beyond convolutions (the ONNX and TFLite builders; not the PyTorch recorder)."""
+
+    def global_avgpool(self, x: T) -> T:
+        """Mean over H and W, keeping them as 1 x 1, and its quantization point."""
+
+    def hard_sigmoid(self, x: T) -> T:
+        """relu6(x + 3) / 6, and its quantization point."""
+
+    def mul(self, x: T, scale: T) -> T:
+        """``x`` times a per-channel (n, c, 1, 1) ``scale``, broadcast over H and W, and its quantization point."""
+
+
 def conv_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
     return b.conv(x, sig.c_in, sig.c_out, sig.kernel, sig.stride, sig.padding, sig.groups, sig.activation)
 
 
 def inverted_residual_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
-    """MobileNetV2: [1x1 expand + act] → kxk depthwise + act → linear 1x1 project → [+ input]."""
+    """MobileNetV2: [1x1 expand + act] → kxk depthwise + act → linear 1x1 project → [+ input].
+
+    ``inverted_residual_se`` (MobileNetV3, Once-for-All) adds a squeeze-and-excite of
+    ``sig.se_channels`` between the depthwise conv and the projection.
+    """
     mid, act = sig.mid_channels, sig.activation
     h = x
     if mid != sig.c_in:  # expansion factor t = 1 has no expand conv
         h = b.conv(h, sig.c_in, mid, activation=act)
     h = b.conv(h, mid, mid, sig.kernel, sig.stride, sig.kernel // 2, groups=mid, activation=act)
+    if sig.se_channels:
+        h = squeeze_excite(b, h, mid, sig.se_channels)  # type: ignore[arg-type]
     h = b.conv(h, mid, sig.c_out)  # linear bottleneck: no activation
     if sig.has_residual:
         h = b.add(x, h)
     return h
+
+
+def squeeze_excite(b: SqueezeExciteBuilder[T], x: T, channels: int, reduced: int) -> T:
+    """Squeeze-and-excite (MobileNetV3): global average pool → 1x1 reduce + ReLU → 1x1 expand → hard-sigmoid → × input."""
+    s = b.global_avgpool(x)
+    s = b.conv(s, channels, reduced, activation="relu")
+    s = b.conv(s, reduced, channels)
+    return b.mul(x, b.hard_sigmoid(s))
+
+
+def squeeze_excite_graph(b: SqueezeExciteBuilder[T], sig: OpSignature, x: T) -> T:
+    return squeeze_excite(b, x, sig.c_in, sig.mid_channels)
 
 
 def bottleneck_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
@@ -74,4 +105,11 @@ SHARED_GRAPHS = {
     "bottleneck": bottleneck_graph,
     "fc": fc_graph,
     "add": add_graph,
+}
+
+# The squeeze-and-excite kinds (harness.signature.SE_KINDS): the ONNX and TFLite builders add them
+# to their graphs; the optimizer's PyTorch units do not take them (yet), so they are kept apart.
+SE_GRAPHS = {
+    "squeeze_excite": squeeze_excite_graph,
+    "inverted_residual_se": inverted_residual_graph,
 }

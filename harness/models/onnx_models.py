@@ -211,6 +211,17 @@ class _Builder:
     def add(self, a: str, b: str, activation: str = "none") -> str:
         return self.quant(self.activation(self.op("Add", [a, b]), activation))
 
+    # ---- the steps of a squeeze-and-excite (block_graphs.squeeze_excite)
+    def global_avgpool(self, x: str) -> str:
+        return self.quant(self.op("GlobalAveragePool", [x]))
+
+    def hard_sigmoid(self, x: str) -> str:
+        # relu6(x + 3) / 6.  Like HardSwish, ONNX Runtime runs it in float between a DQ and a Q.
+        return self.quant(self.op("HardSigmoid", [self.quantized(x)], alpha=1.0 / 6.0, beta=0.5))
+
+    def mul(self, x: str, scale: str) -> str:
+        return self.quant(self.op("Mul", [x, scale]))
+
 
 class _QdqBuilder(_Builder):
     """Builds the QDQ twin: the same calls, with Q/DQ pairs at every quantization point."""
@@ -276,6 +287,7 @@ def _identity_graph(b: _Builder, sig: OpSignature, x: str) -> str:
 
 _GRAPHS: dict[str, Callable[..., str]] = {
     **block_graphs.SHARED_GRAPHS,
+    **block_graphs.SE_GRAPHS,
     "avgpool": _avgpool_graph,
     "global_avgpool": _global_avgpool_graph,
     "activation": _activation_graph,

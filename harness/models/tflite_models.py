@@ -35,6 +35,10 @@ Ops per kind:
   project -> [ADD residual]; bottleneck: CONV_2D 1x1 -> CONV_2D kxk (grouped)
   -> CONV_2D 1x1, shortcut (identity or strided CONV_2D 1x1) -> ADD with the
   activation fused (or ADD -> HARD_SWISH).
+* squeeze_excite: MEAN (keep_dims) -> CONV_2D 1x1 (relu) -> CONV_2D 1x1 ->
+  ADD 3 (relu6 fused) -> MUL 1/6 (the hard-sigmoid, as the converter writes
+  it) -> MUL with the input (broadcast over H, W); inverted_residual_se: the
+  inverted residual with those ops between the depthwise and the project conv.
 * fc: FULLY_CONNECTED; avgpool: AVERAGE_POOL_2D; global_avgpool: MEAN over
   H, W (keep_dims); add: ADD; activation: RELU / RELU6 / HARD_SWISH;
   identity: a RESHAPE to the same shape, the cheapest op LiteRT runs (a
@@ -77,7 +81,7 @@ from onnx import numpy_helper
 from harness.models import block_graphs
 from harness.models import onnx_models
 from harness.models.tflite_writer import (SCHEMA_VERSION, FlatModel, Quant, add_options, conv_options,
-                                          depthwise_options, fc_options, pool_options, reducer_options)
+                                          depthwise_options, fc_options, mul_options, pool_options, reducer_options)
 from harness.signature import OpSignature
 
 __all__ = ["BUILDER_VERSION", "SCHEMA_VERSION", "build_network_tflite", "build_tflite", "equals_onnx",
@@ -371,6 +375,49 @@ class _Graph:
                     options=add_options(_FUSED.get(activation, _ACT.NONE)))
         return self.quant(self.activation(y, self._unfused(activation)))
 
+    # ---- the steps of a squeeze-and-excite (block_graphs.squeeze_excite)
+    def global_avgpool(self, x: int) -> int:
+        n, _, _, c = self.shape(x)
+        axes = self.const("axes", np.array([1, 2], np.int32), _TYPE.INT32)
+        return self.quant(self.op(_OP.MEAN, [x, axes], (n, 1, 1, c), options_type=_OPTIONS.ReducerOptions,
+                                  options=reducer_options(True)))
+
+    def hard_sigmoid(self, x: int) -> int:
+        """relu6(x + 3) / 6 as the converter writes it: ADD (RELU6 fused), then MUL by 1/6.
+
+        The ONNX model's HardSigmoid is one quantization point; the ADD's output here is an extra
+        int8 tensor, whose range follows from its input's: clip(range + 3, 0, 6).
+        """
+        x = self.quantized(x)
+        shape = self.shape(x)
+        shifted = self.op(_OP.ADD, [x, self.scalar(3.0)], shape, options_type=_OPTIONS.AddOptions,
+                          options=add_options(_ACT.RELU6))
+        if self.int8:
+            low, high = self.real_range(x)
+            scale, zero_point = onnx_models._activation_qparams(min(max(low + 3.0, 0.0), 6.0),
+                                                                min(max(high + 3.0, 0.0), 6.0))
+            self.model.tensors[shifted].quant = Quant(np.array([scale], np.float32), np.array([zero_point - 128], np.int64))
+        y = self.op(_OP.MUL, [shifted, self.scalar(1.0 / 6.0)], shape, options_type=_OPTIONS.MulOptions,
+                    options=mul_options(_ACT.NONE))
+        return self.quant(y)
+
+    def mul(self, x: int, scale: int) -> int:
+        return self.quant(self.op(_OP.MUL, [x, scale], self.shape(x), options_type=_OPTIONS.MulOptions,
+                                  options=mul_options(_ACT.NONE)))
+
+    def scalar(self, value: float) -> int:
+        """A constant of shape [1]: float32, or int8 at ±127 with the scale that makes it ``value``."""
+        if not self.int8:
+            return self.const("c", np.array([value], np.float32), _TYPE.FLOAT32)
+        quant = Quant(np.array([abs(value) / _WEIGHT_QMAX], np.float32), np.zeros(1, np.int64))
+        return self.const("c", np.array([_WEIGHT_QMAX if value > 0 else -_WEIGHT_QMAX], np.int8), _TYPE.INT8, quant)
+
+    def real_range(self, t: int) -> tuple[float, float]:
+        """The real values an int8 tensor can hold: its quantization grid's ends."""
+        quant = self.model.tensors[t].quant
+        scale, zero_point = float(quant.scale[0]), int(quant.zero_point[0])
+        return (-128 - zero_point) * scale, (127 - zero_point) * scale
+
     # ---- weights
     def next_weights(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """The next (weight, bias) of the ONNX model, in ONNX layout."""
@@ -451,6 +498,7 @@ def _identity_graph(g: _Graph, sig: OpSignature, x: int) -> int:
 
 _GRAPHS: dict[str, Callable[..., int]] = {
     **block_graphs.SHARED_GRAPHS,
+    **block_graphs.SE_GRAPHS,
     "avgpool": _avgpool_graph,
     "global_avgpool": _global_avgpool_graph,
     "activation": _activation_graph,

@@ -201,5 +201,9 @@ def add_options(activation: int) -> tuple:
     return ((0, N.Int8Flags, activation),)
 
 
+def mul_options(activation: int) -> tuple:
+    return ((0, N.Int8Flags, activation),)
+
+
 def reducer_options(keep_dims: bool) -> tuple:
     return ((0, N.BoolFlags, keep_dims),)

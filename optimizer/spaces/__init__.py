@@ -1,4 +1,4 @@
-"""Declarative search spaces: ChamNet-Mobile (ChamNet, Table 1) and ChamNet-Res (Table 2).
+"""Declarative search spaces: ChamNet-Mobile (ChamNet, Table 1), ChamNet-Res (Table 2), OFA's MobileNetV3.
 
 An architecture is a vector of integer genes; its network is a sequence of operator signatures of the
 harness's vocabulary, so the latency LUT and the predictors can run over it.
@@ -9,6 +9,9 @@ harness's vocabulary, so the latency LUT and the predictors can run over it.
 * :mod:`optimizer.spaces.stages`: the stage-table compiler (a paper's table → slots → a space);
 * :mod:`optimizer.spaces.chamnet`: the ChamNet-Mobile, ChamNet-Mobile-mini and ChamNet-Res spaces and the
   genes of their reference networks (:func:`mobilenet_v2_genes`, :func:`resnet_genes`);
+* :mod:`optimizer.spaces.ofa`: Once-for-All's MobileNetV3 space (``ofa-mbv3``: squeeze-and-excite and
+  h-swish blocks, per-block kernel and expansion), whose LUT OFA's published tables can fill
+  (``bench lut import --format ofa-yaml``), and :func:`ofa_mbv3_genes`;
 * this module: :func:`get_space`, the registry of spaces by name (a new space, say FBNet's, is one new
   module building it plus one line in ``_BUILDERS``).
 
@@ -33,12 +36,13 @@ from optimizer.spaces.chamnet import (
     mobilenet_v2_genes,
     resnet_genes,
 )
+from optimizer.spaces.ofa import ofa_mbv3, ofa_mbv3_genes
 from optimizer.spaces.space import Gene, InvalidArchitecture, SearchSpace, Slot, UnknownSpace, unit_params
 
 __all__ = [
     "MINI_CLASSES", "MOBILENET_V2_RESOLUTIONS", "MOBILENET_V2_WIDTHS", "RESNET_DEPTHS", "SPACES", "Gene",
     "InvalidArchitecture", "SearchSpace", "Slot", "UnknownSpace", "get_space", "make_divisible",
-    "mobilenet_v2_genes", "resnet_genes", "unit_params",
+    "mobilenet_v2_genes", "ofa_mbv3_genes", "resnet_genes", "unit_params",
 ]
 
 # The registry: name → builder (called once, on first use).
@@ -46,6 +50,7 @@ _BUILDERS: dict[str, Callable[[], SearchSpace]] = {
     "chamnet-mobile": chamnet_mobile,
     "chamnet-res": chamnet_res,
     "chamnet-mobile-mini": chamnet_mobile_mini,
+    "ofa-mbv3": ofa_mbv3,
 }
 SPACES: tuple[str, ...] = tuple(_BUILDERS)
 _CACHE: dict[str, SearchSpace] = {}

@@ -367,6 +367,13 @@ def unit_params(sig: OpSignature) -> int:
         mid = sig.mid_channels
         expand = c_in * mid + mid if mid != c_in else 0
         return expand + (mid * k2 + mid) + (mid * c_out + c_out)
+    if kind == "inverted_residual_se":  # MobileNetV3: the inverted residual, and its squeeze-excite's two 1x1s
+        mid, reduced = sig.mid_channels, sig.se_channels
+        expand = c_in * mid + mid if mid != c_in else 0
+        return expand + (mid * k2 + mid) + (2 * mid * reduced + reduced + mid) + (mid * c_out + c_out)
+    if kind == "squeeze_excite":
+        reduced = sig.se_channels
+        return 2 * c_in * reduced + reduced + c_in
     if kind == BOTTLENECK:
         mid = sig.mid_channels
         shortcut = 0 if sig.has_residual else c_in * c_out + c_out
