@@ -59,6 +59,7 @@ class PipelineConfig:
     pool: int = 2048  # ChamNet's k
     epochs: int | None = None  # None: the trainer's default
     workers: int | None = None  # None: one per core
+    cluster: str | None = None  # train on this Ray cluster ("local" or the head's HOST:PORT); None: local processes
     calibration: int = 20  # random networks measured end to end to fit the LUT sum's NetworkCorrection (0: none)
     seed: int = 0
     generations: int = 100
@@ -169,7 +170,8 @@ def _run_pipeline(config: PipelineConfig, console: Any, job: Tracker) -> Pipelin
     settings = TrainingSettings() if config.epochs is None else TrainingSettings(epochs=config.epochs)
     # The data set is loaded (and checked) before anything is measured.
     trainer = TorchTrainer(space, config.data, settings, observations=out / "observations.parquet",
-                           workers=config.workers, checkpoints=out / "checkpoints", progress=console is not None)
+                           workers=config.workers, checkpoints=out / "checkpoints", progress=console is not None,
+                           cluster=config.cluster)
     out.mkdir(parents=True, exist_ok=True)
     say = _Say(console, job)
     steps: dict[str, float] = {}

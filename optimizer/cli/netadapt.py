@@ -36,6 +36,7 @@ def netadapt(
     long_term_epochs: int = typer.Option(5, "--long-term-epochs", min=1, max=10_000, help="Epochs of the final long-term fine-tune."),
     baselines: str = typer.Option("0.25,0.5,0.75,1", "--baselines", help="Width multipliers trained from scratch for comparison ('none' to skip)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Parallel fine-tuning processes (default: one per core)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", metavar="ADDRESS", help="Fine-tune on a Ray cluster instead of local processes: 'local' (an embedded Ray on this machine) or the head's HOST:PORT (run this on a host of the cluster; trainings go to hosts with training slots, measurements stay here)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the fine-tunes and the calibration networks."),
     max_iterations: int = typer.Option(200, "--max-iterations", min=1, max=100_000, help="Stop after this many iterations."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
@@ -51,6 +52,12 @@ def netadapt(
 
     if resource not in ("latency", "energy", "macs"):
         raise NetAdaptError(f"--resource {resource!r}: expected latency, energy or macs")
+    if cluster is not None:
+        from optimizer.training.cluster import check_cluster
+
+        if workers is not None:
+            raise NetAdaptError("--workers and --cluster: give one (a cluster's training slots say how many train at once)")
+        cluster = check_cluster(cluster)  # a wrong address fails before anything is measured
     for text in budget:
         parse_budget(text, resource)  # a bad budget fails before anything is loaded
     multipliers: list[float] = []
@@ -98,7 +105,7 @@ def netadapt(
                                 long_term_epochs=long_term_epochs, max_iterations=max_iterations, seed=seed)
     run = NetAdaptRun(model=model, out=out, budgets=list(budget), table=table, data=load_dataset(data), settings=settings,
                       profile=profile, baselines=multipliers, calibration=calibration,
-                      workers=workers or available_cores(), console=stderr)
+                      workers=workers or available_cores(), cluster=cluster, console=stderr)
 
     with sigterm_as_ctrl_c(f"interrupted: finished iterations are kept in {out}; run the same command again to go on"):
         result = run.run()

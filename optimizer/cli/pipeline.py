@@ -29,6 +29,7 @@ def pipeline(
     pool: int = typer.Option(2048, "--pool", min=2, max=1_000_000, help="Sobol pool of candidate architectures (ChamNet: 2048)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=10_000, help="Training epochs per network (default: the trainer's)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Parallel training processes (default: one per core)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", metavar="ADDRESS", help="Train on a Ray cluster instead of local processes: 'local' (an embedded Ray on this machine) or the head's HOST:PORT (run this on a host of the cluster; trainings go to hosts with training slots, measurements stay here)."),
     calibration: int = typer.Option(20, "--calibration", min=0, max=10_000, help="Random networks measured end to end to calibrate the LUT sum (0: plain sum)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the pool, Algorithm 1's first subset, the GP and the search."),
     generations: int = typer.Option(100, "--generations", min=1, max=100_000, help="EES generations (ChamNet: 100)."),
@@ -42,10 +43,12 @@ def pipeline(
     budget = None if latency is None else parse_budgets(latency, "ms")
     if budget is not None and len(budget) != 1:
         raise ChameleonError(f"--latency {latency}: the main job takes one budget (it searches a few around it itself)")
+    if cluster is not None and workers is not None:
+        raise ChameleonError("--workers and --cluster: give one (a cluster's training slots say how many train at once)")
     config = PipelineConfig(out=out, device=device, space=space_name, data=data,
                             latency_ms=None if budget is None else budget[0], trainings=trainings,
                             initial=min(initial, trainings), per_round=per_round, pool=pool, epochs=epochs,
-                            workers=workers, calibration=calibration, seed=seed, generations=generations)
+                            workers=workers, cluster=cluster, calibration=calibration, seed=seed, generations=generations)
 
     with sigterm_as_ctrl_c(f"interrupted: what finished is kept in {out}; run the same command again to go on"):
         result = run_pipeline(config, console=stderr)

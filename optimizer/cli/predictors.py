@@ -30,6 +30,7 @@ def build_predictor(
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=10_000, help="Training epochs per architecture (with --data; default: TrainingSettings')."),
     resolution_scale: float = typer.Option(1.0, "--resolution-scale", min=0.01, max=1.0, help="Train each network at this fraction of its resolution (with --data): a proxy recipe for spaces too costly to train here at full size."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=1024, help="Parallel training processes (with --data; default: the cores)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", metavar="ADDRESS", help="With --data: train on a Ray cluster instead of local processes: 'local' (an embedded Ray on this machine) or the head's HOST:PORT (run this on a host of the cluster; trainings go to hosts with training slots)."),
     pool_size: int = typer.Option(2048, "--pool", min=2, max=1_000_000, help="Sobol pool of candidate architectures (with --data; ChamNet: 2048)."),
     checkpoints: Optional[Path] = typer.Option(None, "--checkpoints", help="Folder keeping every trained network's weights (with --data)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the pool, the initial subset and the GP fits."),
@@ -44,6 +45,8 @@ def build_predictor(
 
         if observations is None:
             raise ChameleonError("build-predictor needs --observations (a file of results) or --data (train for real)")
+        if cluster is not None:
+            raise ChameleonError("--cluster trains networks: it needs --data")
         predictor, history = build_from_observations(observations, space, target=target, budget=budget, seed=seed,
                                                      initial=initial, p=p, q=q)
         predictor.save(out)
@@ -57,11 +60,11 @@ def build_predictor(
                          f"LOO MSE {report['loo_mse']:.3g}")
         return
     _build_predictor_by_training(space, data, observations, out, target, budget, initial, p, q, epochs, workers,
-                                 pool_size, checkpoints, seed, as_json, resolution_scale)
+                                 pool_size, checkpoints, seed, as_json, resolution_scale, cluster)
 
 
 def _build_predictor_by_training(space, data, observations, out, target, budget, initial, p, q, epochs, workers,
-                                 pool_size, checkpoints, seed, as_json, resolution_scale=1.0) -> None:
+                                 pool_size, checkpoints, seed, as_json, resolution_scale=1.0, cluster=None) -> None:
     from dataclasses import asdict, replace
 
     from harness.cli.common import stderr
@@ -72,6 +75,8 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
         raise ChameleonError(f"--data trains networks for accuracy; --target {target} needs --observations")
     if p + q < 1:
         raise ChameleonError("--p and --q: a round needs at least one sample (p + q >= 1)")
+    if cluster is not None and workers is not None:
+        raise ChameleonError("--workers and --cluster: give one (a cluster's training slots say how many train at once)")
     observations = observations or out.with_name(f"{out.stem}-observations.parquet")
     try:  # hours of training must not end in an unwritable --out
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +94,7 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
                            f"to go on"):
         predictor, history, trainer = build_predictor_by_training(
             space, data, observations, settings=settings, pool_size=pool_size, initial=initial, p=p, q=q,
-            budget=budget, seed=seed, workers=workers, checkpoints=checkpoints, on_round=on_round)
+            budget=budget, seed=seed, workers=workers, checkpoints=checkpoints, cluster=cluster, on_round=on_round)
     predictor.save(out)
     cached_as = _remember(predictor, space.name, "accuracy")
     best = int(predictor.y_train_.argmax())
@@ -98,7 +103,7 @@ def _build_predictor_by_training(space, data, observations, out, target, budget,
         "dataset_id": trainer.dataset.dataset_id, "observations": str(observations),
         "checkpoints": None if checkpoints is None else str(checkpoints),
         "settings": asdict(settings), "settings_id": settings.settings_id, "code_version": trainer.code_version,
-        "pool": pool_size, "samples": int(len(predictor.y_train_)), "trained": trainer.n_trained,
+        "cluster": trainer.cluster, "pool": pool_size, "samples": int(len(predictor.y_train_)), "trained": trainer.n_trained,
         "reused": trainer.n_reused, "train_seconds": float(sum(r.train_seconds for r in trainer.results)),
         "loo_mse": float(predictor.loo_mse()), "stop_reason": history.stop_reason,
         "rounds": [{"round": r.round, "samples": r.n_samples, "loo_mse": r.loo_mse} for r in history.rounds],

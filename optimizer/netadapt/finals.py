@@ -83,7 +83,7 @@ class LongTermTrainings(RunInputs):
         records: list[Final] = []
         with self._progress(label) as on_progress:
             on_progress(0, len(jobs))
-            for result in run_jobs(jobs, self.data, self.workers):
+            for result in run_jobs(jobs, self.data, self.workers, self.cluster):
                 job, fields = by_name[result.name], own[result.name]
                 units = [parse_signature(k) for k in job.units]
                 net = Network(units)

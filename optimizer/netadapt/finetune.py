@@ -83,18 +83,21 @@ def _worker_job(job: TrainJob) -> JobResult:
     return run_job(job, worker_dataset())
 
 
-def run_jobs(jobs: Sequence[TrainJob], dataset: Any, workers: int) -> Iterator[JobResult]:
+def run_jobs(jobs: Sequence[TrainJob], dataset: Any, workers: int, cluster: str | None = None) -> Iterator[JobResult]:
     """Run jobs in ``workers`` spawned processes (inline for one), yielding results as they finish.
 
     A failing job is one :class:`~optimizer.training.settings.TrainingFailed` line;
-    the jobs in flight are stopped (the same discipline as the trainer).
+    the jobs in flight are stopped (the same discipline as the trainer).  With
+    ``cluster`` (``"local"`` or a Ray head's ``HOST:PORT``) every job, even a
+    single one, is a Ray task on the cluster's training hosts
+    (:mod:`optimizer.training.cluster`); the results come back here.
     """
     from optimizer.training.settings import TrainingFailed
     from optimizer.training.workers import _first_line, run_in_workers
 
     if not jobs:
         return
-    if workers <= 1 or len(jobs) == 1:
+    if cluster is None and (workers <= 1 or len(jobs) == 1):
         for job in jobs:
             try:
                 result = run_job(job, dataset)
@@ -104,5 +107,6 @@ def run_jobs(jobs: Sequence[TrainJob], dataset: Any, workers: int) -> Iterator[J
                 raise TrainingFailed(f"training {job.name} failed: {_first_line(problem)}") from None
             yield result
         return
-    for _, result in run_in_workers([(_worker_job, (job,)) for job in jobs], dataset, workers, lambda i: jobs[i].name):
+    for _, result in run_in_workers([(_worker_job, (job,)) for job in jobs], dataset, workers, lambda i: jobs[i].name,
+                                    cluster=cluster):
         yield result

@@ -34,6 +34,7 @@ class RunInputs:
     baselines: Sequence[float] = (0.25, 0.5, 0.75, 1.0)
     calibration: int = 16  # random prunings measured end to end to fit the network correction (latency, with a device)
     workers: int = 1
+    cluster: str | None = None  # fine-tune on this Ray cluster ("local" or the head's HOST:PORT) instead of `workers`
     console: Any = None  # rich console for steps and progress (stderr), or None
 
     @property

@@ -243,7 +243,7 @@ class NetAdaptRun(EndToEndMeasurement, LongTermTrainings):
                 steps=self.settings.short_term_steps, schedule="constant"))
         with self._progress(f"iteration {i + 1}: short-term fine-tunes") as on_progress:
             on_progress(len(done), len(proposals))
-            for result in run_jobs(jobs, self.data, self.workers):
+            for result in run_jobs(jobs, self.data, self.workers, self.cluster):
                 from optimizer.training.torch_networks import Network
 
                 units = [parse_signature(k) for k in next(j for j in jobs if j.name == result.name).units]

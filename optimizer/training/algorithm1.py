@@ -21,7 +21,7 @@ def build_predictor_by_training(space: Any, data: Any, observations: Path, *, se
                                 pool_size: int = 2048, initial: int = 40, p: int = 20, q: int = 20,
                                 budget: int = 240, mse_threshold: float = 0.0, seed: int = 0,
                                 workers: int | None = None, checkpoints: Path | None = None, progress: bool = True,
-                                on_round: Callable[[BuildRound, GPPredictor], None] | None = None,
+                                cluster: str | None = None, on_round: Callable[[BuildRound, GPPredictor], None] | None = None,
                                 ) -> tuple[GPPredictor, BuildHistory, Any]:
     """ChamNet's Algorithm 1 for real: train the architectures it picks from a Sobol pool of ``space``.
 
@@ -33,12 +33,14 @@ def build_predictor_by_training(space: Any, data: Any, observations: Path, *, se
     appending every training to ``observations``.  Resumable: trainings the
     file already holds (same space, data set, settings, code version) are
     reused, and as training is deterministic, a rerun after a kill retraces the
-    same rounds and trains only what is missing.
+    same rounds and trains only what is missing.  ``cluster`` (``"local"`` or a
+    Ray head's ``HOST:PORT``) trains on that cluster's training hosts instead
+    of ``workers`` local processes, with the same results.
     Returns the last predictor, the history and the trainer (its counters).
     """
     space = get_space(space) if isinstance(space, str) else space
     trainer = TorchTrainer(space, data, settings or TrainingSettings(), observations, workers=workers,
-                           checkpoints=checkpoints, progress=progress)
+                           checkpoints=checkpoints, progress=progress, cluster=cluster)
     pool = space.sobol_pool(pool_size, seed)
     # No optimizer restarts, as build_from_observations.
     predictor, history = build_accuracy_predictor(

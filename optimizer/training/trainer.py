@@ -6,12 +6,15 @@ Algorithm 1.
 observations Parquet file at once (:mod:`optimizer.training.observations`), and
 reuses what that file already holds for the same space, data set, settings and
 code version: re-running after a kill trains only what is missing, which makes
-Algorithm 1 resumable.
+Algorithm 1 resumable.  Given a cluster, the trainings are Ray tasks on its
+training hosts (:mod:`optimizer.training.cluster`) and this process records
+them all the same, checkpoints included.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,20 @@ def _worker_train(space_name: str, genes: list[int], settings: TrainingSettings,
                               None if checkpoint is None else Path(checkpoint))
 
 
+def _cluster_train(space_name: str, genes: list[int], settings: TrainingSettings,
+                   keep_weights: bool) -> tuple[TrainResult, bytes | None]:
+    """On a training host of a cluster: the training, and its checkpoint file's bytes for the driver to write
+    (the run's folder is on the driver's host, not on this one)."""
+    if not keep_weights:
+        return _worker_train(space_name, genes, settings, None), None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="chameleon-weights-") as folder:
+        path = Path(folder) / "network.pt"
+        result = _worker_train(space_name, genes, settings, str(path))
+        return result, path.read_bytes()
+
+
 class TorchTrainer:
     """Trains architectures of ``space`` on a data set, in parallel, recording each in ``observations``.
 
@@ -60,7 +77,10 @@ class TorchTrainer:
     ``workers`` spawned processes (one thread each) and appended to the file
     one by one as they finish, so a kill loses only the trainings in flight.
     ``checkpoints`` (a folder) keeps each trained network's weights
-    (:func:`load_trained_network`).
+    (:func:`load_trained_network`).  ``cluster`` (``"local"`` or a Ray head's
+    ``HOST:PORT``; None: the local process pool) trains them as Ray tasks on
+    the cluster's training hosts instead (``workers`` is then unused), with the
+    same results for the same seeds.
 
     Counters: ``n_trained`` (trainings run by this object), ``n_reused``
     (answers read from the file), ``results`` (this object's TrainResults).
@@ -68,7 +88,7 @@ class TorchTrainer:
 
     def __init__(self, space: Any, data_spec: str | Path | ImageDataset, settings: TrainingSettings = TrainingSettings(),
                  observations: Path = Path("observations.parquet"), workers: int | None = None,
-                 checkpoints: Path | None = None, progress: bool = True) -> None:
+                 checkpoints: Path | None = None, progress: bool = True, cluster: str | None = None) -> None:
         self.space = _space(space)
         self.dataset = data_spec if isinstance(data_spec, ImageDataset) else load_dataset(data_spec)
         check_dataset_fits(self.space, self.dataset)
@@ -78,6 +98,11 @@ class TorchTrainer:
         if self.workers < 1:
             raise InvalidSettings(f"workers must be >= 1 (got {workers})")
         self.checkpoints = None if checkpoints is None else Path(checkpoints)
+        if cluster is not None:  # a wrong address fails now, not after the steps before the first training
+            from optimizer.training.cluster import check_cluster
+
+            cluster = check_cluster(cluster)
+        self.cluster = cluster
         self.progress = progress
         self.code_version = code_version()
         self.n_trained = 0
@@ -131,7 +156,7 @@ class TorchTrainer:
         with track(f"training {self.space.name} on {self.dataset.name}", stderr if self.progress else None,
                    describe=str, bold=True, transient=True) as progress:
             progress(0, len(todo))
-            if self.workers == 1:
+            if self.workers == 1 and self.cluster is None:
                 for done, key in enumerate(todo, 1):
                     try:
                         result = train_architecture(self.space.name, key, self.dataset, self.settings, self._checkpoint(key))
@@ -145,13 +170,35 @@ class TorchTrainer:
                 yield from self._run_pool(todo, progress)
 
     def _run_pool(self, todo: list[tuple[int, ...]], progress: Any) -> Iterator[TrainResult]:
-        calls = [(_worker_train, (self.space.name, list(key), self.settings, self._checkpoint(key))) for key in todo]
+        if self.cluster is None:
+            calls = [(_worker_train, (self.space.name, list(key), self.settings, self._checkpoint(key))) for key in todo]
+        else:
+            calls = [(_cluster_train, (self.space.name, list(key), self.settings, self.checkpoints is not None))
+                     for key in todo]
         done = 0
-        for _, result in run_in_workers(calls, self.dataset, self.workers, lambda i: self._describe(todo[i]),
-                                        f"; the trainings finished before are kept in {self.observations}"):
+        for i, result in run_in_workers(calls, self.dataset, self.workers, lambda i: self._describe(todo[i]),
+                                        f"; the trainings finished before are kept in {self.observations}",
+                                        cluster=self.cluster):
+            if self.cluster is not None:
+                result = self._received(todo[i], *result)
             done += 1
             progress(done, len(todo), self._last(result))
             yield result
+
+    def _received(self, key: tuple[int, ...], result: TrainResult, weights: bytes | None) -> TrainResult:
+        """A training from a cluster host, checked and with its checkpoint written here."""
+        if result.code_version != self.code_version:  # its rows would never be reused here
+            raise TrainingFailed(f"training {self._describe(key)} ran with {result.code_version} on the cluster, this "
+                                 f"process has {self.code_version}: install the same Chameleon and torch on every "
+                                 f"training host")
+        checkpoint = self._checkpoint(key)
+        if checkpoint is None or weights is None:
+            return result
+        from harness.atomic import write_atomically
+
+        Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(Path(checkpoint), lambda tmp: tmp.write_bytes(weights))
+        return replace(result, checkpoint=checkpoint)
 
     def _describe(self, key: tuple[int, ...]) -> str:
         return f"{self.space.name} (" + ", ".join(f"{n}={v}" for n, v in zip(self.space.gene_names, key)) + ")"

@@ -1,5 +1,6 @@
 """The worker pool that trainings and NetAdapt's fine-tunes share: spawned processes that hold the data set,
-die with their parent, and turn a failure into one line that stops everything in flight."""
+die with their parent, and turn a failure into one line that stops everything in flight (or, given a cluster,
+the same calls as Ray tasks: :mod:`optimizer.training.cluster`)."""
 
 from __future__ import annotations
 
@@ -125,14 +126,23 @@ def _worker_pool(dataset: ImageDataset, workers: int) -> Iterator[ProcessPoolExe
 
 
 def run_in_workers(calls: Sequence[tuple[Any, tuple]], dataset: ImageDataset, workers: int,
-                   describe: Any, after_death: str = "") -> Iterator[tuple[int, Any]]:
+                   describe: Any, after_death: str = "", cluster: str | None = None) -> Iterator[tuple[int, Any]]:
     """Run ``(function, args)`` calls in up to ``workers`` spawned processes; yield ``(index, result)`` as they finish.
 
     Functions run in the workers with the data set at hand (``_WORKER_DATASET``);
     results that finish together come in call order.  A failure is one
     :class:`TrainingFailed` line naming ``describe(index)`` (``after_death``
     is added when a worker process died), and the calls in flight are stopped.
+    With ``cluster`` (``"local"`` or a Ray head's ``HOST:PORT``) the calls are
+    Ray tasks on that cluster's training hosts instead, under the same contract
+    (:mod:`optimizer.training.cluster`; ``workers`` is then unused: the
+    cluster's training slots say how many run at once).
     """
+    if cluster is not None:
+        from optimizer.training.cluster import run_on_cluster
+
+        yield from run_on_cluster(calls, dataset, cluster, describe, after_death)
+        return
     with _worker_pool(dataset, min(workers, len(calls))) as pool:
         futures: dict[Future, int] = {pool.submit(function, *args): i for i, (function, args) in enumerate(calls)}
         pending = set(futures)
