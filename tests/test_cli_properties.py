@@ -101,6 +101,26 @@ def _commands() -> list[Command]:
 COMMANDS = _commands()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_ray_started():
+    """This test checks how commands take their arguments, not Ray: `bench farm head/join` would start real Ray
+    nodes (``ray start``) that outlive a case, and a farm or cluster connection a Ray instance in this process.
+    Both are refused in one line here; tests/test_farm.py and tests/test_cluster_training.py run them for real."""
+    from harness.cli import farm as farm_cli
+    from harness.farm import cluster as farm_cluster
+    from harness.farm.cluster import FarmError
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise FarmError("no Ray in the property test")
+
+    from optimizer.training import cluster as training_cluster
+
+    saved = farm_cli._ray_start, farm_cluster.connect, training_cluster.connect
+    farm_cli._ray_start = farm_cluster.connect = training_cluster.connect = refuse
+    yield
+    farm_cli._ray_start, farm_cluster.connect, training_cluster.connect = saved
+
+
 @st.composite
 def command_lines(draw, command: Command) -> list[str]:
     args: list[str] = list(command.path)
