@@ -205,3 +205,80 @@ def best_proxy(table: LatencyTable, proxies: Sequence[str], target: str, samples
     results.sort(key=lambda r: -np.nan_to_num(r.adapted_srcc_mean, nan=-2))
     by_raw = max(results, key=lambda r: np.nan_to_num(r.raw_srcc_mean, nan=-2))
     return results, results[0].proxy, by_raw.proxy, skipped
+
+
+@dataclass(frozen=True)
+class ChosenAdaptation:
+    """What a user with ``samples + validation`` target measurements gets: per draw, the proxy that ranks those
+    measurements best, adapted, or kept as it is when the adaptation does not beat it on the validation samples."""
+
+    target: str
+    candidates: list[str]
+    samples: int
+    validation: int
+    draws: int
+    srcc_mean: float  # of the model chosen per draw, on the target architectures used for nothing else
+    srcc_std: float
+    srcc: list[float]
+    proxies_chosen: dict[str, int]  # proxy -> draws it was chosen in
+    fell_back: int  # draws whose adaptation did not beat the raw proxy on the validation samples
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def adapt_chosen_proxy(table: LatencyTable, candidates: Sequence[str], target: str, samples: int, *, draws: int = 10,
+                       seed: int = 0, validation: int = DEFAULT_VALIDATION,
+                       grid: Sequence[float] = PENALTY_GRID) -> ChosenAdaptation:
+    """Choose, adapt and fall back on the samples alone (see :class:`ChosenAdaptation`); scored on the rest.
+
+    Per draw: the proxy is the candidate whose latencies rank the
+    ``samples + validation`` target measurements best (SRCC); its adaptation's
+    penalty is chosen on the validation samples (as :func:`adapt_proxy`); and
+    the adapted model is kept only when its squared error on the validation
+    samples is below that of the raw proxy scaled to the fit samples
+    (a·latency + b), else the raw proxy is.  Without validation samples the
+    adaptation is kept (nothing to compare on).
+    """
+    candidates = [c for c in candidates if c != target]
+    if not candidates:
+        raise ChameleonError(f"no proxy device other than the target {target}")
+    if samples < MIN_SAMPLES:
+        raise TooFewSamples(f"--samples {samples}: the adaptation needs at least {MIN_SAMPLES} target samples")
+    lt = table.latency(target)
+    L = np.column_stack([table.latency(c) for c in candidates])
+    pool = np.flatnonzero(np.isfinite(lt) & np.isfinite(L).all(axis=1))
+    need = samples + validation + MIN_SAMPLES
+    if len(pool) < need:
+        raise TooFewSamples(f"{table.source or 'table'}: {len(pool)} architecture(s) measured on {target} and every "
+                            f"candidate proxy; --samples {samples} + {validation} for validation + {MIN_SAMPLES} to "
+                            f"score needs {need}")
+    D, _ = one_hot(table.encoding)
+    proxy_models = {}
+    rng = np.random.default_rng(seed)
+    scores, chosen, fell_back = [], {}, 0
+    for _ in range(draws):
+        order = rng.permutation(pool)
+        fit, val, rest = order[:samples], order[samples:samples + validation], order[samples + validation:]
+        seen = order[:samples + validation]
+        best = int(np.nanargmax([spearman(L[seen, j], lt[seen]) for j in range(len(candidates))]))
+        name = candidates[best]
+        chosen[name] = chosen.get(name, 0) + 1
+        if name not in proxy_models:
+            lp_all = table.latency(name)
+            on = np.isfinite(lp_all)
+            proxy_models[name] = ProxyModel().fit(D[on], lp_all[on]).predict(D)
+        fp = proxy_models[name]
+        model = fit_adapted(fp, D, lt, fit, val, grid)
+        predicted = model.predict(fp[rest], D[rest])
+        if len(val):
+            lp = L[:, best]
+            scale = np.linalg.lstsq(np.column_stack([lp[fit], np.ones(len(fit))]), lt[fit], rcond=None)[0]
+            raw_error = np.mean((lp[val] * scale[0] + scale[1] - lt[val]) ** 2)
+            adapted_error = np.mean((model.predict(fp[val], D[val]) - lt[val]) ** 2)
+            if adapted_error >= raw_error:
+                fell_back += 1
+                predicted = L[rest, best]
+        scores.append(spearman(predicted, lt[rest]))
+    return ChosenAdaptation(target, candidates, samples, validation, draws, float(np.mean(scores)),
+                            float(np.std(scores)), [float(s) for s in scores], chosen, fell_back)
