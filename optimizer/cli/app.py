@@ -24,7 +24,7 @@ import typer
 from harness.cli.options import SEED_MAX
 from harness.cli.common import emit_json, run_app, stdout
 from harness.errors import ChameleonError
-from optimizer.cli import crossdevice, netadapt, pipeline, predictors, spaces
+from optimizer.cli import crossdevice, device_prediction, netadapt, pipeline, predictors, spaces
 
 app = typer.Typer(
     help="Predict and optimise networks from device LUTs.",
@@ -32,7 +32,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _group in (predictors, pipeline, crossdevice, netadapt, spaces):
+for _group in (predictors, pipeline, crossdevice, device_prediction, netadapt, spaces):
     _group.register(app)
 
 
