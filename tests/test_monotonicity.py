@@ -215,3 +215,49 @@ def test_cli_unreadable_file(tmp_path):
         result = run_optimize("monotonicity", str(path))
         assert result.returncode == 2 and message in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------ cost baselines (our spaces)
+def test_macs_and_params_baselines_beside_the_srcc(tmp_path):
+    """A table of our space reports every device's SRCC against MACs and params; other tables say n/a (null)."""
+    from optimizer.latency.architecture_tables import space_costs
+    from optimizer.spaces import get_space
+
+    space = get_space("chamnet-mobile-mini")
+    X = space.sobol_pool(120, seed=2)
+    macs, params = space.macs_many(X).astype(float), space.params_many(X).astype(float)
+    rng = np.random.default_rng(0)
+    latency = {"slow": macs * (1 + 0.05 * rng.standard_normal(120)), "fast": params * rng.uniform(0.5, 1.5, 120)}
+    encoding = {g: X[:, i] for i, g in enumerate(space.gene_names)}
+    table = LatencyTable(np.array([str(i) for i in range(120)], dtype=object), encoding, latency, space=space.name)
+    costs = space_costs(table, space)
+    np.testing.assert_array_equal(costs["macs"], macs)
+    report = monotonicity(table, bootstrap=0, baselines=costs)
+    assert report.space == "chamnet-mobile-mini"
+    assert report.baseline_srcc("macs", "slow") == pytest.approx(stats.spearmanr(latency["slow"], macs).statistic,
+                                                                 abs=1e-12)
+    assert report.baseline_srcc("params", "fast") == pytest.approx(stats.spearmanr(latency["fast"], params).statistic,
+                                                                   abs=1e-12)
+    assert report.baseline_srcc("macs", "slow") > 0.9
+    assert monotonicity(table, bootstrap=0).to_json()["baselines"] == {"macs": {"slow": None, "fast": None},
+                                                                        "params": {"slow": None, "fast": None}}
+
+    ours = write_latency_table(table, tmp_path / "ours.csv")  # info:space travels with the table
+    assert read_latency_table(ours).space == "chamnet-mobile-mini"
+    result = run_optimize("monotonicity", str(ours), "--bootstrap", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["space"] == "chamnet-mobile-mini"
+    assert document["baselines"]["macs"]["slow"] == pytest.approx(report.baseline_srcc("macs", "slow"), abs=1e-12)
+    text = run_optimize("monotonicity", str(ours), "--bootstrap", "0")
+    assert "SRCC vs MACs" in text.stdout and "chamnet-mobile-mini" in text.stdout and "n/a" not in text.stdout
+
+    anonymous = write_latency_table(LatencyTable(table.arch_ids, encoding, dict(latency)), tmp_path / "anon.csv")
+    named = json.loads(run_optimize("monotonicity", str(anonymous), "--bootstrap", "0", "--space",
+                                    "chamnet-mobile-mini", "--json").stdout)
+    assert named["baselines"] == document["baselines"]
+    theirs = write_latency_table(nb201_table(50), tmp_path / "nb201.csv")
+    for args, message in ((["--space", "chamnet-mobile-mini"], "not a table of space chamnet-mobile-mini"),
+                          (["--space", "nasbench201"], "unknown search space 'nasbench201'")):
+        bad = run_optimize("monotonicity", str(theirs), "--bootstrap", "0", *args)
+        assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

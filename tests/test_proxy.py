@@ -137,8 +137,11 @@ def test_cli_adapt_proxy_json(table_parquet):
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["validation"] == 10 and {r["proxy"] for r in document["results"]} == {"A", "C"}
-    assert document["best_proxy_adapted"] in ("A", "C")
+    assert document["best_proxy_adapted_on_the_rest"] in ("A", "C")
     assert all(r["adapted_srcc_mean"] > r["raw_srcc_mean"] for r in document["results"])
+    chosen = document["chosen_on_samples"]  # what the 50 samples alone choose, adapt and keep
+    assert sum(chosen["proxies_chosen"].values()) == 3 and set(chosen["proxies_chosen"]) <= {"A", "C"}
+    assert 0 <= chosen["fell_back"] <= 3 and len(chosen["srcc"]) == 3 and -1 <= chosen["srcc_mean"] <= 1
 
 
 def test_cli_proxy_reuse_text_and_json(table_parquet):

@@ -36,10 +36,14 @@ def _floats(text: Optional[str], what: str) -> Optional[list[float]]:
         raise ChameleonError(f"{what} {text!r}: not a comma list of numbers") from None
 
 
-def _read_table(path: Path, devices: Optional[str] = None, accuracy: Optional[str] = None):
+def _read_table(path: Path, devices: Optional[str] = None, accuracy: Optional[str] = None, *, layout: str = "auto",
+                unit: Optional[str] = None, where: Optional[str] = None, qualifiers: Optional[str] = None,
+                duplicates: str = "error"):
+    """A wide or long latency table (long: one row per architecture x device; detected unless ``layout`` says)."""
     from optimizer.latency.architecture_tables import read_latency_table
 
-    return read_latency_table(path, _split(devices), accuracy)
+    return read_latency_table(path, _split(devices), accuracy, layout=layout, unit=unit, where=where,
+                              qualifiers=_split(qualifiers), duplicates=duplicates)
 
 
 def latency_table(
@@ -67,11 +71,17 @@ def latency_table(
 
 def monotonicity(
     table_path: Path = typer.Argument(..., metavar="TABLE", help="Architecture latency table (Parquet/CSV; see optimizer/latency/architecture_tables.py)."),
-    devices: Optional[str] = typer.Option(None, "--devices", help="Comma list of devices (latency_ms:<name> or plain column names); default: every latency_ms:* column."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="Comma list of devices (latency_ms:<name> or plain column names; long tables: device names such as pixel3/tflite); default: every device."),
     threshold: float = typer.Option(0.9, "--threshold", callback=finite, help="Flag pairs whose SRCC is under this (OneProxy: 0.9)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, max=100_000, help="Bootstrap resamples for the 95% intervals (0: none)."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, help="Seeds the bootstrap."),
     png: Optional[Path] = typer.Option(None, "--png", help="Draw the SRCC matrix as a heatmap PNG here."),
+    space_name: Optional[str] = typer.Option(None, "--space", help="Our search space the architectures belong to (default: the table's info:space): adds each device's SRCC against MACs and parameter count."),
+    layout: str = typer.Option("auto", "--layout", help="auto, wide (latency_ms:<device> columns) or long (one row per architecture x device)."),
+    unit: Optional[str] = typer.Option(None, "--unit", help="Long tables: the unit (ms, us, s) of a plain 'latency' column."),
+    where: Optional[str] = typer.Option(None, "--where", help="Long tables: keep rows matching COLUMN=VALUE[,COLUMN=VALUE...], e.g. framework=tflite."),
+    qualifiers: Optional[str] = typer.Option(None, "--qualifiers", help="Long tables: comma list of the columns that qualify the device (default: framework, task, batch_size... present)."),
+    duplicates: str = typer.Option("error", "--duplicates", help="Long tables: two rows for one architecture and device are an 'error', or their 'median'."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Latency monotonicity: SRCC and Kendall tau between every pair of devices, with bootstrap intervals."""
@@ -80,8 +90,17 @@ def monotonicity(
 
     if png is not None:
         check_png_path(png, "--png")  # before the bootstrap, not after it
-    table = _read_table(table_path, devices)
-    report = measure(table, _split(devices), bootstrap=bootstrap, seed=seed, threshold=threshold)
+    table = _read_table(table_path, devices, layout=layout, unit=unit, where=where, qualifiers=qualifiers,
+                        duplicates=duplicates)
+    space_name = space_name or table.space
+    baselines = None
+    if space_name:  # our space: every device's SRCC against MACs and parameter count, beside the pairs'
+        from optimizer.latency.architecture_tables import space_costs
+        from optimizer.spaces import get_space
+
+        baselines = space_costs(table, get_space(space_name))
+    report = measure(table, _split(devices), bootstrap=bootstrap, seed=seed, threshold=threshold, baselines=baselines,
+                     space=space_name)
     document = report.to_json()
     if png is not None:
         document["png"] = str(plot_heatmap(report, png))
@@ -113,7 +132,13 @@ def monotonicity(
             else:
                 row.append(show(cell[(b, a)], "kendall"))
         grid.add_row(a, *row)
+    grid.add_section()
+    for name, label in (("macs", "SRCC vs MACs"), ("params", "SRCC vs params")):
+        values = [report.baseline_srcc(name, d) for d in report.devices]
+        grid.add_row(label, *("n/a" if v is None else "-" if v != v else f"{v:.3f}" for v in values))
     stdout.print(grid)
+    stdout.print(f"baselines: MACs and parameter count of {report.space}'s architectures" if report.space else
+                 "baselines: n/a (not a table of our search spaces; --space NAME when it is)")
     bad = {d: k for d, k in report.invalid.items() if k}
     if bad:
         stdout.print("failed or missing measurements (left out pairwise): "
@@ -178,7 +203,7 @@ def adapt_proxy(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """OneProxy's adaptation: proxy model a·f_p + one-hot·δ + b fitted on a few target samples; SRCC before and after."""
-    from optimizer.crossdevice.proxy_adaptation import best_proxy
+    from optimizer.crossdevice.proxy_adaptation import adapt_chosen_proxy, best_proxy
 
     table = _read_table(table_path, devices)
     table.latency(target)
@@ -187,9 +212,14 @@ def adapt_proxy(
         table.latency(d)
     results, best_adapted, best_raw, skipped = best_proxy(table, candidates, target, samples, draws=draws, seed=seed,
                                                           validation=validation, skip_short=proxy == "all")
+    # What a user gets: the proxy chosen, adapted and kept or not on the samples alone (the table above scores every
+    # candidate on the rest, which a user with these samples does not have).
+    honest = adapt_chosen_proxy(table, [r.proxy for r in results], target, samples, draws=draws, seed=seed,
+                                validation=validation)
     if as_json:
         emit_json({"table": str(table_path), "target": target, "samples": samples, "validation": validation,
-                   "draws": draws, "seed": seed, "best_proxy_adapted": best_adapted, "best_proxy_raw": best_raw,
+                   "draws": draws, "seed": seed, "chosen_on_samples": honest.to_json(),
+                   "best_proxy_adapted_on_the_rest": best_adapted, "best_proxy_raw_on_the_rest": best_raw,
                    "results": [r.to_json() for r in results], "skipped": skipped})
         return
     from rich.table import Table
@@ -205,8 +235,16 @@ def adapt_proxy(
     stdout.print(grid)
     for name, why in skipped.items():
         stdout.print(f"skipped {name}: {why}", markup=False)
+    chosen = ", ".join(f"{name} ({count})" for name, count in sorted(honest.proxies_chosen.items(), key=lambda kv: -kv[1]))
+    stdout.print(f"chosen on the {samples + validation} samples alone (what you get): SRCC {honest.srcc_mean:.3f} ± "
+                 f"{honest.srcc_std:.3f}; proxy per draw: {chosen}", markup=False)
+    if validation:
+        kept = draws - honest.fell_back
+        stdout.print(f"the adaptation beat the raw proxy on the {validation} validation samples in {kept} of {draws} "
+                     f"draws; in the other {honest.fell_back} the raw proxy is kept", markup=False)
     if len(results) > 1:
-        stdout.print(f"best proxy for {target}: {best_adapted} adapted, {best_raw} as is")
+        stdout.print(f"scored on the rest (hindsight, not a choice you can make): {best_adapted} adapted, "
+                     f"{best_raw} as is", markup=False)
 
 
 def register(app: typer.Typer) -> None:

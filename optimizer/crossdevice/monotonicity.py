@@ -5,26 +5,39 @@ on the architectures measured on both (pairwise complete rows): Spearman's rho
 (SRCC: Pearson's correlation of average ranks, exactly ``scipy.stats.spearmanr``)
 and Kendall's tau-b (``scipy.stats.kendalltau``), each with a percentile
 bootstrap confidence interval (architectures resampled with replacement,
-seeded per pair; the SRCC resamples are ranked and correlated as one array).
-Pairs whose SRCC is under a threshold (OneProxy: 0.9) are flagged: reusing the
-proxy's architectures as they are is not advised there.
+seeded per pair; every resample of a pair computed at once,
+:mod:`optimizer.crossdevice.rank_correlation`).  Pairs whose SRCC is under a
+threshold (OneProxy: 0.9) are flagged: reusing the proxy's architectures as
+they are is not advised there.
+
+Beside the device pairs, each device's SRCC against cost *baselines*: when the
+table's architectures are points of one of our search spaces, their MACs and
+parameter counts (:func:`~optimizer.latency.architecture_tables.space_costs`);
+a device pair is worth more than a proxy device only where its SRCC beats
+these.  Tables of other spaces (public exports) report them as missing.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
-from scipy import stats
 
 from harness.errors import ChameleonError
 from harness.json_documents import strict_json
+from optimizer.crossdevice.rank_correlation import (bootstrap_indices, bootstrap_kendall, bootstrap_spearman, kendall,
+                                                    percentile_interval, spearman)
 from optimizer.latency.architecture_tables import LatencyTable
+
+__all__ = ["DEFAULT_THRESHOLD", "MonotonicityReport", "PairMonotonicity", "TooFewDevices", "bootstrap_kendall",
+           "bootstrap_spearman", "kendall", "monotonicity", "pair_monotonicity", "plot_heatmap", "spearman"]
 
 DEFAULT_THRESHOLD = 0.9
 MIN_ROWS = 3
+# The cost baselines every report names (null where the table's space is not ours).
+BASELINES = ("macs", "params")
 # Resamples a report may ask for: 1000 give two-digit intervals; more than this only burns memory and minutes.
 MAX_BOOTSTRAP = 100_000
 
@@ -63,6 +76,15 @@ class MonotonicityReport:
     confidence: float
     seed: int
     source: str = ""
+    space: str | None = None  # our search space the architectures belong to, None for other tables
+    # baseline ("macs", "params") -> device -> SRCC of the device's latency with it (NaN: too few rows);
+    # empty where the space is not ours
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def baseline_srcc(self, baseline: str, device: str) -> float | None:
+        """A device's SRCC against a baseline; None where the table has no such baseline (not our space)."""
+        values = self.baselines.get(baseline)
+        return None if values is None else values[device]
 
     def matrix(self, what: str = "srcc") -> np.ndarray:
         """A symmetric [devices x devices] matrix of one figure (1 on the diagonal)."""
@@ -89,66 +111,14 @@ class MonotonicityReport:
                 "srcc_matrix": strict_json(self.matrix("srcc").tolist()),
                 "kendall_matrix": strict_json(self.matrix("kendall").tolist()),
                 "flagged": [[p.a, p.b] for p in self.flagged],
-                "without_data": [[p.a, p.b] for p in self.without_data]}
+                "without_data": [[p.a, p.b] for p in self.without_data],
+                "space": self.space,
+                # every device's SRCC with MACs and with parameter count: null when the space is not ours
+                "baselines": {name: {d: strict_json(self.baseline_srcc(name, d)) for d in self.devices}
+                              for name in dict.fromkeys([*BASELINES, *self.baselines])}}
 
 
 # ------------------------------------------------------------------ statistics (pure)
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """SRCC: Pearson's correlation of average ranks (NaN when either side is constant or n < 2)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if len(x) < 2:
-        return float("nan")
-    return float(_pearson_rows(stats.rankdata(x)[None, :], stats.rankdata(y)[None, :])[0])
-
-
-def _pearson_rows(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Row-wise Pearson correlation of two [B, n] arrays (NaN for a constant row)."""
-    Xc = X - X.mean(axis=1, keepdims=True)
-    Yc = Y - Y.mean(axis=1, keepdims=True)
-    den = np.sqrt((Xc * Xc).sum(axis=1) * (Yc * Yc).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (Xc * Yc).sum(axis=1) / den
-    r = np.where(den > 0, r, np.nan)
-    return np.clip(r, -1.0, 1.0)
-
-
-def kendall(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 2:
-        return float("nan")
-    return float(stats.kendalltau(x, y).statistic)
-
-
-def bootstrap_indices(n: int, draws: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.integers(0, n, size=(draws, n))
-
-
-def bootstrap_spearman(x: np.ndarray, y: np.ndarray, draws: int, rng: np.random.Generator,
-                       chunk_elements: int = 4_000_000) -> np.ndarray:
-    """SRCC of ``draws`` resamples of the rows (ranked and correlated in chunks of resamples)."""
-    n = len(x)
-    out = np.empty(draws)
-    per_chunk = max(1, chunk_elements // max(n, 1))
-    index = bootstrap_indices(n, draws, rng)
-    for start in range(0, draws, per_chunk):
-        idx = index[start:start + per_chunk]
-        out[start:start + len(idx)] = _pearson_rows(stats.rankdata(x[idx], axis=1), stats.rankdata(y[idx], axis=1))
-    return out
-
-
-def bootstrap_kendall(x: np.ndarray, y: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Kendall's tau-b of each resample (one scipy call per resample: O(n log n) each)."""
-    return np.array([stats.kendalltau(x[i], y[i]).statistic for i in index], dtype=np.float64)
-
-
-def percentile_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    tail = (1.0 - confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def pair_monotonicity(x: np.ndarray, y: np.ndarray, a: str = "a", b: str = "b", *, bootstrap: int = 1000,
                       seed: int | np.random.SeedSequence = 0, threshold: float = DEFAULT_THRESHOLD,
                       confidence: float = 0.95) -> PairMonotonicity:
@@ -170,9 +140,30 @@ def pair_monotonicity(x: np.ndarray, y: np.ndarray, a: str = "a", b: str = "b", 
     return PairMonotonicity(a, b, n, rho, lo, hi, tau, klo, khi, below)
 
 
+def baseline_srcc(table: LatencyTable, devices: list[str], baselines: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Each device's SRCC with each baseline (one value per architecture), on the rows measured on the device."""
+    out: dict[str, dict[str, float]] = {}
+    for name, values in baselines.items():
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != (len(table),):
+            raise ChameleonError(f"baseline {name!r}: {values.shape[0] if values.ndim else 0} values for "
+                                 f"{len(table)} architectures")
+        out[name] = {}
+        for d in devices:
+            keep = np.isfinite(table.latency(d)) & np.isfinite(values)
+            out[name][d] = spearman(table.latency(d)[keep], values[keep]) if keep.sum() >= MIN_ROWS else float("nan")
+    return out
+
+
 def monotonicity(table: LatencyTable, devices: list[str] | None = None, *, bootstrap: int = 1000, seed: int = 0,
-                 threshold: float = DEFAULT_THRESHOLD, confidence: float = 0.95) -> MonotonicityReport:
-    """Every pair of devices of the table (or of ``devices``), in the order given."""
+                 threshold: float = DEFAULT_THRESHOLD, confidence: float = 0.95,
+                 baselines: Mapping[str, Any] | None = None, space: str | None = None) -> MonotonicityReport:
+    """Every pair of devices of the table (or of ``devices``), in the order given.
+
+    ``baselines`` (e.g. :func:`~optimizer.latency.architecture_tables.space_costs`: ``macs``, ``params``, one
+    value per architecture) adds each device's SRCC against each; ``space`` names the space they come from
+    (default: the table's).
+    """
     devices = list(devices or table.devices)
     for d in devices:
         table.latency(d)
@@ -194,7 +185,9 @@ def monotonicity(table: LatencyTable, devices: list[str] | None = None, *, boots
                                            bootstrap=bootstrap, seed=np.random.SeedSequence([seed, i, j]),
                                            threshold=threshold, confidence=confidence))
     return MonotonicityReport(devices, pairs, {d: table.invalid.get(d, 0) for d in devices}, len(table), threshold,
-                              bootstrap, confidence, seed, table.source)
+                              bootstrap, confidence, seed, table.source,
+                              space=(space or table.space) if baselines else None,
+                              baselines=baseline_srcc(table, devices, baselines) if baselines else {})
 
 
 # ------------------------------------------------------------------ figure (edge)

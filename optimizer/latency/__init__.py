@@ -6,7 +6,9 @@
   indexing (per-slot tables over the grid of the genes a slot reads), so a search's batches cost no Python
   per architecture;
 * :mod:`optimizer.latency.architecture_tables`: tables of whole architectures measured (or estimated) on
-  several devices, the input of the cross-device methods (read through :mod:`harness.networks.tables`).
+  several devices, the input of the cross-device methods (read through :mod:`harness.networks.tables`);
+* :mod:`optimizer.latency.long_tables`: long-format tables (one row per architecture × device × framework, as
+  public benchmark exports are) turned into that wide layout.
 
 NetAdapt's layer-wise tables, built on the LUT model, live with NetAdapt (:mod:`optimizer.netadapt.layer_tables`).
 

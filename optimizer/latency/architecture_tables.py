@@ -12,6 +12,10 @@ The format (Parquet, or CSV for any other suffix), one row per architecture:
 - ``accuracy`` (optional; another name can be given): the architecture's
   accuracy, for proxy reuse.
 - ``info:<anything>`` (optional): carried along, never used (MACs, notes...).
+- ``info:space`` (optional): the name of our search space the architectures
+  are points of (written by :func:`table_from_luts`; the same on every row):
+  their MACs and parameter counts then serve as baselines
+  (:func:`space_costs`).  Read into :attr:`LatencyTable.space`.
 - every other column is the architecture's *encoding*: categorical choices as
   strings (``edge0 = nor_conv_3x3``) or numeric genes (``stage2_n = 3``).  Each
   distinct value of an encoding column is one choice (one-hot), numeric or not.
@@ -20,6 +24,10 @@ Tables whose device columns are named otherwise are read with an explicit list
 of device columns (``devices=["rpi4", "pixel3"]`` / ``--devices rpi4,pixel3``):
 each name is taken as ``latency_ms:<name>`` if that column exists, else as the
 plain column ``<name>``.
+
+This is the *wide* layout.  :func:`read_latency_table` also reads the *long*
+layout of public exports (one row per architecture × device × framework...,
+:mod:`optimizer.latency.long_tables`), telling them apart by their columns.
 
 :func:`table_from_luts` produces such a table with the LUT predictor (one
 device column per LUT, genes as the encoding); :func:`write_latency_table`
@@ -38,10 +46,12 @@ import pyarrow as pa
 from harness.atomic import exclusive_lock, write_atomically
 from harness.errors import ChameleonError, OutputNotWritable
 from harness.networks.tables import TABLE_WRITER_BUSY, read_table_file
+from optimizer.latency import long_tables
 
 ARCH_ID = "arch_id"
 LATENCY_PREFIX = "latency_ms:"
 INFO_PREFIX = "info:"
+SPACE_COLUMN = INFO_PREFIX + "space"
 DEFAULT_ACCURACY = "accuracy"
 
 
@@ -65,6 +75,7 @@ class LatencyTable:
     accuracy_column: str | None = None
     info: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
+    space: str | None = None  # our search space the architectures belong to (the encoding is its genes)
 
     def __post_init__(self) -> None:
         self.arch_ids = np.asarray(self.arch_ids, dtype=object)
@@ -98,7 +109,7 @@ class LatencyTable:
             self.latency(d)
         return LatencyTable(self.arch_ids, self.encoding, {d: self.latency_ms[d] for d in devices},
                             {d: self.invalid[d] for d in devices}, self.accuracy, self.accuracy_column, self.info,
-                            self.source)
+                            self.source, self.space)
 
     def to_arrow(self) -> pa.Table:
         columns: dict[str, Any] = {ARCH_ID: pa.array([str(a) for a in self.arch_ids], pa.string())}
@@ -108,6 +119,8 @@ class LatencyTable:
             columns[self.accuracy_column or DEFAULT_ACCURACY] = pa.array(self.accuracy, pa.float64())
         for name, values in self.info.items():
             columns[name if name.startswith(INFO_PREFIX) else INFO_PREFIX + name] = pa.array(values.tolist())
+        if self.space is not None:
+            columns[SPACE_COLUMN] = pa.array([self.space] * len(self), pa.string())
         for device, values in self.latency_ms.items():
             columns[LATENCY_PREFIX + device] = pa.array(values, pa.float64(), mask=~np.isfinite(values))
         return pa.table(columns)
@@ -122,15 +135,56 @@ def clean_latencies(values: Any) -> tuple[np.ndarray, int]:
 
 
 def read_latency_table(path: str | Path, devices: Sequence[str] | None = None,
-                       accuracy: str | None = None) -> LatencyTable:
-    """Read and validate a latency table (see the module docstring for the format)."""
+                       accuracy: str | None = None, *, layout: str = "auto", unit: str | None = None,
+                       where: str | Mapping[str, Any] | None = None, qualifiers: Sequence[str] | None = None,
+                       duplicates: str = "error") -> LatencyTable:
+    """Read and validate a latency table, wide (see the module docstring) or long (:mod:`.long_tables`).
+
+    ``layout``: ``auto`` (long when the table has a ``device`` column and a
+    ``latency_ms``/``latency_us``/``latency_s``/``latency`` column and no
+    ``latency_ms:<device>`` column), ``long`` or ``wide``.  ``unit``, ``where``,
+    ``qualifiers`` and ``duplicates`` are the long layout's options.
+    """
     path = Path(path)
     table = read_table_file(path, LatencyTableError, "latency table", default_format="csv")
-    return latency_table_from_arrow(table, devices, accuracy, source=str(path))
+    return latency_table_from_arrow(table, devices, accuracy, source=str(path), layout=layout, unit=unit, where=where,
+                                    qualifiers=qualifiers, duplicates=duplicates)
 
 
 def latency_table_from_arrow(table: pa.Table, devices: Sequence[str] | None = None, accuracy: str | None = None,
-                             source: str = "table") -> LatencyTable:
+                             source: str = "table", *, layout: str = "auto", unit: str | None = None,
+                             where: str | Mapping[str, Any] | None = None, qualifiers: Sequence[str] | None = None,
+                             duplicates: str = "error") -> LatencyTable:
+    if layout not in long_tables.LAYOUTS:
+        raise LatencyTableError(f"--layout must be one of {', '.join(long_tables.LAYOUTS)}, got {layout!r}")
+    if layout == "long" or (layout == "auto" and long_tables.is_long(table.column_names)):
+        wide = long_tables.long_to_wide(table, devices, accuracy, unit=unit, where=where, qualifiers=qualifiers,
+                                        duplicates=duplicates, source=source, error=LatencyTableError,
+                                        unknown_device=UnknownTableDevice)
+        result = _wide_table(wide, None, accuracy, source)
+    else:
+        given = [f"--{name}" for name, value in (("unit", unit), ("where", where), ("qualifiers", qualifiers))
+                 if value is not None] + (["--duplicates"] if duplicates != "error" else [])
+        if given:
+            raise LatencyTableError(f"{source}: {', '.join(given)} read long tables (one row per architecture and "
+                                    f"device, with '{long_tables.DEVICE}' and latency columns); this one is wide")
+        result = _wide_table(table, devices, accuracy, source)
+    return _take_space(result)
+
+
+def _take_space(table: LatencyTable) -> LatencyTable:
+    """Move an ``info:space`` column (one name on every row) into :attr:`LatencyTable.space`."""
+    values = table.info.pop(SPACE_COLUMN, None)
+    if values is not None:
+        names = {str(v) for v in values.tolist() if v is not None}
+        if len(names) != 1 or any(v is None for v in values.tolist()):
+            raise LatencyTableError(f"{table.source}: {SPACE_COLUMN} must name one search space on every row "
+                                    f"(found {', '.join(sorted(names)[:3]) or 'none'})")
+        table.space = names.pop()
+    return table
+
+
+def _wide_table(table: pa.Table, devices: Sequence[str] | None, accuracy: str | None, source: str) -> LatencyTable:
     names = table.column_names
     if ARCH_ID not in names:
         raise LatencyTableError(f"{source}: no {ARCH_ID!r} column (columns: {', '.join(names[:12])})")
@@ -149,8 +203,10 @@ def latency_table_from_arrow(table: pa.Table, devices: Sequence[str] | None = No
     else:
         column_of = {n[len(LATENCY_PREFIX):]: n for n in names if n.startswith(LATENCY_PREFIX)}
         if not column_of:
+            hint = (" (its device and latency columns make it a long table: --layout auto or long)"
+                    if long_tables.is_long(names) else "")
             raise LatencyTableError(f"{source}: no '{LATENCY_PREFIX}<device>' columns; name the device columns "
-                                    f"with --devices")
+                                    f"with --devices{hint}")
     if accuracy is not None and accuracy not in names:
         raise LatencyTableError(f"{source}: no accuracy column {accuracy!r}")
     accuracy_column = accuracy if accuracy is not None else (DEFAULT_ACCURACY if DEFAULT_ACCURACY in names else None)
@@ -256,4 +312,25 @@ def table_from_luts(space: Any, luts: Mapping[str, Any] | Sequence[Any], X: np.n
     ids = np.array([str(i) for i in range(len(X))] if arch_ids is None else [str(a) for a in arch_ids], dtype=object)
     encoding = {name: X[:, i].astype(np.int64) for i, name in enumerate(space.gene_names)}
     return LatencyTable(ids, encoding, latency, info={INFO_PREFIX + "macs": space.macs_many(X)},
-                        source=f"{space.name} via LUTs")
+                        source=f"{space.name} via LUTs", space=space.name)
+
+
+def space_costs(table: LatencyTable, space: Any) -> dict[str, np.ndarray]:
+    """MACs and parameter counts of the table's architectures as points of ``space`` (its genes: encoding columns).
+
+    The cost baselines a latency ranking is compared with; an error when the
+    encoding is not the space's genes (a table of another space).
+    """
+    missing = [g for g in space.gene_names if g not in table.encoding]
+    if missing:
+        raise LatencyTableError(f"{table.source or 'table'}: not a table of space {space.name}: no gene column "
+                                f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+    columns = []
+    for gene in space.gene_names:
+        values = np.asarray(table.encoding[gene])
+        if values.dtype.kind not in "iu" and not (values.dtype.kind == "f" and np.all(values == np.round(values))):
+            raise LatencyTableError(f"{table.source or 'table'}: gene column {gene!r} of space {space.name} holds "
+                                    f"{values[0]!r}, not an integer")
+        columns.append(values.astype(np.int64))
+    X = np.column_stack(columns) if columns else np.zeros((len(table), 0), dtype=np.int64)
+    return {"macs": space.macs_many(X).astype(np.float64), "params": space.params_many(X).astype(np.float64)}
