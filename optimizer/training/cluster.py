@@ -27,7 +27,7 @@ each batch connects and disconnects again, as the local pool starts and stops
 its processes: no Ray process of ours (for ``local``, no Ray at all) is left
 running on this host while it measures between batches.
 
-May import: :mod:`harness.farm.cluster` (the resource names), :mod:`optimizer.training.workers`
+May import: :mod:`harness.farm.cluster` (the resource names), :mod:`optimizer.training.worker_process`
 and :mod:`optimizer.training.settings`; ray only inside functions, so the local pool never loads it.
 """
 
@@ -103,7 +103,7 @@ def connect(cluster: str) -> bool:
     if not ray.is_initialized():
         options: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
         if cluster == LOCAL:
-            from optimizer.training.workers import available_cores
+            from optimizer.training.worker_process import available_cores
 
             cores = available_cores()
             options.update(num_cpus=cores, resources={TRAINER_RESOURCE: cores}, include_dashboard=False)
@@ -112,7 +112,7 @@ def connect(cluster: str) -> bool:
         try:
             ray.init(**options)
         except Exception as problem:  # Ray raises ConnectionError, RuntimeError, ValueError... for a bad cluster
-            from optimizer.training.workers import _first_line
+            from optimizer.training.worker_process import _first_line
 
             ray.shutdown()  # whatever it had started
             raise ClusterUnavailable(f"--cluster {cluster}: cannot connect to Ray ({_first_line(problem)})") from None
@@ -152,16 +152,16 @@ _WORKER_READY = False
 def _run_call(function: Any, args: tuple, dataset: ImageDataset) -> Any:
     """In a Ray worker: the call, with ``dataset`` as the worker's data set (as in a pool worker)."""
     global _WORKER_READY
-    from optimizer.training import workers
+    from optimizer.training import worker_process
 
     if not _WORKER_READY:
-        workers._keep_freed_memory()
+        worker_process._keep_freed_memory()
         _WORKER_READY = True
-    workers._WORKER_DATASET = dataset
+    worker_process.set_worker_dataset(dataset)
     try:
         return function(*args)
     finally:
-        workers._WORKER_DATASET = None
+        worker_process.set_worker_dataset(None)
 
 
 def run_on_cluster(calls: Sequence[tuple[Any, tuple]], dataset: ImageDataset, cluster: str, describe: Any,
@@ -211,7 +211,7 @@ def _result(ref: Any, name: str, after_death: str) -> Any:
     import ray
     from ray import exceptions
 
-    from optimizer.training.workers import _first_line
+    from optimizer.training.worker_process import _first_line
 
     try:
         return ray.get(ref)
