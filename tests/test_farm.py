@@ -269,3 +269,25 @@ def test_farm_status_lists_both_hosts_and_their_phones(farm: Farm) -> None:
     devices = {d["device"]: d for h in hosts for d in h["devices"]}
     assert set(devices) == {str(d) for d in farm.attached}
     assert {d["state"] for d in devices.values()} <= {"idle", "busy"}
+
+
+@pytest.mark.slow
+def test_a_bare_farm_flag_starts_ray_on_this_machine(tmp_path: Path) -> None:
+    """`bench sweep --farm` without an address: an embedded Ray instance with the --attach devices (no cluster)."""
+    if not RAY_INSTALLED:
+        pytest.skip("Ray's `ray` command is not installed")
+    repo_profiles = Path(__file__).resolve().parent.parent / "device_profiles"
+    text = (repo_profiles / "pixel.yaml").read_text().replace("name: pixel", "name: loopphone")
+    text = text.split("measurement:")[0] + FAST_PHONE + "thermal:" + text.split("thermal:")[1]
+    profile_file = tmp_path / "loopphone.yaml"
+    profile_file.write_text(text.replace("~/android/arm64/benchmark_model", str(standin_benchmark_model_path())))
+    env = {"CHAMELEON_CONFIG": str(tmp_path / "config"), "RAY_USAGE_STATS_ENABLED": "0"}
+    with LoopbackAdbDevice(sandbox=tmp_path / "phone", serial="EMBEDDED1") as phone:
+        phone.authorize(tmp_path / "config" / "adbkey.pub")
+        result = run_bench("sweep", "--farm", "--attach", f"loopphone={phone.address}", "--device", str(profile_file),
+                           "--plan", str(_mid_plan(tmp_path)), "--out-dir", str(tmp_path / "luts"), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["farm_sweep"]
+    (target,) = report["targets"]
+    assert report["complete"] and target["measured"] == target["planned"] == 14
+    _check_lut(Path(target["out"]), 14, "EMBEDDED1")
