@@ -24,7 +24,7 @@ from harness.signature import DTYPES, OpSignature, working_set_bytes
 from harness.textfiles import UnreadableText, read_utf8
 
 TRANSPORTS = ("local", "adb")
-RUNTIMES = ("onnxruntime", "tflite", "onnxruntime_perf_test", "litert")  # litert: LiteRT on this machine
+RUNTIMES = ("onnxruntime", "tflite", "onnxruntime_perf_test", "litert", "executorch")  # litert, executorch: this machine
 ORT_PROVIDERS = ("cpu", "cuda")
 DELEGATES = ("none", "hexagon", "nnapi", "gpu", "xnnpack")
 ENERGY_SOURCES = ("none", "monsoon", "rapl", "nvml")
@@ -232,8 +232,13 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
                 raise ValueError
         except ValueError:
             r.fail(f"core_mask must be a non-zero hex mask such as '0x10', got {runtime.core_mask!r}")
-    if transport.type == "local" and runtime.name not in ("onnxruntime", "litert"):
-        r.fail(f"runtime {runtime.name!r} runs on Android devices; a local profile uses onnxruntime or litert")
+    if transport.type == "local" and runtime.name not in ("onnxruntime", "litert", "executorch"):
+        r.fail(f"runtime {runtime.name!r} runs on Android devices; a local profile uses onnxruntime, litert or executorch")
+    if transport.type == "adb" and runtime.name == "executorch":
+        r.fail("runtime 'executorch' runs on this machine (local transport) only, for now")
+    if runtime.name == "executorch" and runtime.delegate not in ("xnnpack", "none"):
+        r.fail(f"runtime 'executorch' takes delegate xnnpack (XNNPACK partitioner) or none (portable kernels), "
+               f"got {runtime.delegate!r}")
     if transport.type == "adb" and runtime.name == "litert":
         r.fail("runtime 'litert' is LiteRT on this machine; on an Android device LiteRT runs as tflite")
     if transport.type == "adb" and runtime.name == "onnxruntime":

@@ -13,7 +13,7 @@ from harness.paths import profiles_dir
 from harness.profiles import DeviceProfile, RuntimeSpec, available_devices, load_all_profiles, load_profile, pinned_cores
 from harness.signature import DTYPES
 
-BUILTIN = sorted(["cuda", "hexagon-v62", "pixel", "s835", "xeon", "s835-ort"])
+BUILTIN = sorted(["cuda", "hexagon-v62", "pixel", "s835", "xeon", "s835-ort", "xeon-executorch"])
 
 
 def one_line(err: BaseException) -> str:
@@ -350,7 +350,7 @@ def test_unknown_runtime_lists_the_known_pairs(builtin):
         make_runner(profile)
     assert one_line(caught.value) == (
         "device 'xeon': no runner for runtime 'nope' over the local transport (known: onnxruntime_perf_test over adb, "
-        "tflite over adb, litert over local, onnxruntime over local)"
+        "tflite over adb, executorch over local, litert over local, onnxruntime over local)"
     )
 
 

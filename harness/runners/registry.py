@@ -27,6 +27,7 @@ RunnerFactory = Callable[[DeviceProfile], Runner]
 BUILTIN_RUNNERS: dict[tuple[str, str], str] = {
     ("adb", "onnxruntime_perf_test"): "harness.runners.android_ort:from_profile",
     ("adb", "tflite"): "harness.runners.android_tflite:from_profile",
+    ("local", "executorch"): "harness.runners.executorch_local:from_profile",
     ("local", "litert"): "harness.runners.litert_local:from_profile",
     ("local", "onnxruntime"): "harness.runners.onnxruntime_local:from_profile",
 }

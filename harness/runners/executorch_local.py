@@ -1,0 +1,131 @@
+"""ExecuTorch on this machine: single-op ``.pte`` programs through the ``executorch.runtime`` Python API.
+
+Profile::
+
+    transport: {type: local}
+    runtime: {name: executorch, delegate: xnnpack, threads: 1, cores: auto}
+
+``delegate: xnnpack`` lowers each op with the XNNPACK partitioner (fp32 and
+int8); ``delegate: none`` leaves it to ExecuTorch's portable kernels (fp32
+only).  Programs come from :mod:`harness.models.pte_models`, cached.
+
+Threads: ExecuTorch's CPU thread pool (the pthreadpool XNNPACK and the
+optimized kernels share) starts with one thread per core it counts, whatever
+the process's affinity; the runner resets it to ``threads`` before any program
+loads.  With one thread the pool has no workers and every kernel runs on the
+calling thread, so, as for ONNX Runtime, the thread's CPU clock tells a
+descheduled run from a slow one.  ATen (which copies the outputs the bindings
+return) is held to as many threads: its OpenMP workers spin after each copy
+and would take turns with the measuring thread on its core.  The process is pinned to the profile's cores
+while the runner is open, as the other local runners pin it.
+
+A timed run is one ``Method.execute(inputs)`` with the inputs made once; like
+ONNX Runtime's ``run_with_iobinding`` it includes the runtime's fixed per-call
+cost, which the sweep measures separately with the identity program.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from harness.errors import DeviceUnavailable
+from harness.measurement import Batch, Measurement, MeasurementSettings, measure_interleaved, time_callable
+from harness.models import pte_models
+from harness.profiles import DeviceProfile, pinned_cores
+from harness.runners.base import DeviceIdentity
+from harness.runners.onnxruntime_local import _cpu_model
+from harness.signature import OpSignature
+
+# Profile delegate -> pte_models backend.
+_BACKENDS = {"xnnpack": "xnnpack", "none": "portable"}
+
+
+class ExecuTorchRunner:
+    """Times single-op ExecuTorch programs, one thread, pinned."""
+
+    def __init__(self, delegate: str = "xnnpack", threads: int = 1, cores: tuple[int, ...] | None = None,
+                 seed: int = 0, cache: Path | None = None) -> None:
+        if delegate not in _BACKENDS:
+            raise DeviceUnavailable(f"ExecuTorch runs locally with delegate xnnpack or none, not {delegate!r}")
+        try:
+            import torch
+            from executorch.extension.pybindings import portable_lib
+            from executorch.runtime import Runtime
+        except ImportError as error:
+            raise DeviceUnavailable(f"ExecuTorch (the executorch package) is not importable here: {error}") from None
+        self.backend = _BACKENDS[delegate]
+        self.threads = threads
+        self.seed = seed
+        self.cache = cache
+        self._previous_affinity = os.sched_getaffinity(0)
+        self.cores = cores
+        if cores is not None:
+            os.sched_setaffinity(0, set(cores))
+        # The pool is sized from the CPUs the machine has, not the affinity: set it before any program runs.
+        portable_lib._unsafe_reset_threadpool(threads)
+        if portable_lib._threadpool_get_thread_count() != threads:
+            raise DeviceUnavailable(f"ExecuTorch's thread pool kept {portable_lib._threadpool_get_thread_count()} "
+                                    f"threads; the profile asks for {threads}")
+        # The bindings hand outputs back as torch tensors, copied with ATen, whose OpenMP workers would spin on the
+        # pinned core after each copy: ATen computes on the calling thread too while the runner is open.
+        self._torch, self._previous_torch_threads = torch, torch.get_num_threads()
+        torch.set_num_threads(threads)
+        self._runtime = Runtime.get()
+        if self.backend == "xnnpack" and "XnnpackBackend" not in self._runtime.backend_registry.registered_backend_names:
+            raise DeviceUnavailable("this ExecuTorch build has no XNNPACK backend "
+                                    f"(registered: {', '.join(self._runtime.backend_registry.registered_backend_names)})")
+        self._identity = DeviceIdentity(model=_cpu_model(), runtime="executorch",
+                                        runtime_version=pte_models.executorch_version(), provider=self.backend)
+
+    @property
+    def identity(self) -> DeviceIdentity:
+        return self._identity
+
+    def prepare(self, signature: OpSignature) -> "_EtMethod":
+        """Build (or reuse) the op's program, load its ``forward`` method, make its inputs, run it once."""
+        path = pte_models.model_file(signature, seed=self.seed, backend=self.backend, cache=self.cache)
+        method = self._runtime.load_program(path).load_method("forward")
+        inputs = list(pte_models.example_inputs(signature, seed=self.seed))
+        # One thread computes on the calling thread: its CPU clock tells a descheduled run from a slow one.
+        return _EtMethod(method, inputs, cpu_clock=time.thread_time_ns if self.threads == 1 else None)
+
+    def measure(self, signature: OpSignature, settings: MeasurementSettings) -> Measurement:
+        """Measure one op on its own (a sweep measures groups, interleaved)."""
+        op = self.prepare(signature)
+        try:
+            return measure_interleaved([op], settings)[0]
+        finally:
+            op.close()
+
+    def close(self) -> None:
+        if self.cores is not None:
+            os.sched_setaffinity(0, self._previous_affinity)
+            self._torch.set_num_threads(self._previous_torch_threads)
+            self.cores = None
+
+
+class _EtMethod:
+    """A loaded method with its inputs: one timed run is one ``execute``."""
+
+    def __init__(self, method, inputs: list, cpu_clock=None) -> None:
+        self.method, self.inputs = method, inputs
+        self.cpu_clock = cpu_clock
+        self.outputs = method.execute(inputs)  # the first run allocates what later runs reuse
+
+        def run_once() -> None:
+            method.execute(inputs)
+        self.run_once = run_once
+
+    def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
+        return time_callable(self.run_once, settings, warmup_runs, cpu_clock=self.cpu_clock)
+
+    def close(self) -> None:
+        self.method = self.inputs = self.outputs = self.run_once = None
+
+
+def from_profile(profile: DeviceProfile) -> ExecuTorchRunner:
+    """The factory that :data:`harness.runners.registry.BUILTIN_RUNNERS` names for this runtime."""
+    spec = profile.runtime
+    return ExecuTorchRunner(delegate=spec.delegate, threads=spec.threads, cores=pinned_cores(spec))
