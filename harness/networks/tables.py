@@ -167,9 +167,13 @@ def read_table_file(path: Path, error: type[ChameleonError], what: str, default_
     suffix = path.suffix.lower()
     as_csv = suffix == ".csv" or (suffix not in (".parquet", ".pq") and default_format == "csv")
     try:
-        return pacsv.read_csv(path) if as_csv else pq.read_table(path)
+        table = pacsv.read_csv(path) if as_csv else pq.read_table(path)
+        table.column_names  # noqa: B018 -- decoded here: a header that is not UTF-8 fails now, in one line
+        return table
     except FileNotFoundError:
         raise error(f"{path}: no such file (expected the {what})") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text (expected the {what})") from None
     except (OSError, pa.ArrowException) as problem:
         first = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
         raise error(f"{path}: cannot read the {what} ({first[:200]})") from None
