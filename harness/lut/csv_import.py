@@ -144,33 +144,11 @@ def import_latency_csv(path: Path, device_id: str, *, device_model: str = "unkno
             runs = int(runs_text) if runs_text else 0
         except ValueError as err:
             raise CsvLutError(f"{path}: line {line}: {err}") from None
-        record = sig.to_record()
-        record.update(
-            signature=sig.key,
-            median_us=latency_us,
-            p10_us=None,
-            p90_us=None,
-            mean_us=None,  # the table gives one latency; which statistic it is, the table's maker knows
-            std_us=std_us,
-            min_us=latency_us,  # unknown
-            runs=runs,
-            warmup_runs=0,
-            cv=(std_us / latency_us) if std_us is not None and latency_us > 0 else 0.0,
-            attempts=0,
-            timed_total_us=latency_us * runs,
-            throttled=None,
-            temperature_c=None,
-            cpu_freq_khz=None,
-            device_id=device_id,
-            device_model=device_model,
-            runtime=runtime,
-            runtime_version="unknown (imported)",
-            provider=provider,
-            threads=0,  # unknown
-            harness_version=f"{harness_version} import of {path.name}",
-            session_id=session,
-            measured_at=imported_at,
-        )
+        # the table gives one latency; which statistic it is, the table's maker knows: no mean
+        record = lut_store.imported_row(sig, median_us=latency_us, mean_us=None, std_us=std_us, runs=runs,
+                                        device_id=device_id, device_model=device_model, runtime=runtime,
+                                        provider=provider, provenance=f"{harness_version} import of {path.name}",
+                                        session_id=session, measured_at=imported_at)
         result.rows.append(record)
     if not result.rows:
         raise CsvLutError(f"{path}: a header but no rows")

@@ -321,32 +321,9 @@ def import_ofa_luts(paths: Iterable[Path], device_id: str, *, device_model: str 
         mean_us = s.mean_ms * MS_TO_US
         std_us = None if s.std_ms is None else s.std_ms * MS_TO_US
         result.pooled += s.keys > 1
-        row = signatures[key].to_record()
-        row.update(
-            signature=key,
-            median_us=mean_us,  # OFA keeps the mean only
-            p10_us=None,
-            p90_us=None,
-            mean_us=mean_us,
-            std_us=std_us,
-            min_us=mean_us,  # unknown: the source keeps no per-run times
-            runs=s.count,
-            warmup_runs=0,
-            cv=(std_us / mean_us) if std_us is not None and mean_us > 0 else 0.0,
-            attempts=0,
-            timed_total_us=mean_us * s.count,
-            throttled=None,
-            temperature_c=None,
-            cpu_freq_khz=None,
-            device_id=device_id,
-            device_model=device_model,
-            runtime=runtime,
-            runtime_version="unknown (imported)",
-            provider=provider,
-            threads=0,  # unknown
-            harness_version=provenance,
-            session_id=session,
-            measured_at=imported_at,
-        )
+        row = lut_store.imported_row(signatures[key], median_us=mean_us,  # OFA keeps the mean only
+                                     mean_us=mean_us, std_us=std_us, runs=s.count, device_id=device_id,
+                                     device_model=device_model, runtime=runtime, provider=provider,
+                                     provenance=provenance, session_id=session, measured_at=imported_at)
         result.rows.append(row)
     return result

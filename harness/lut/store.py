@@ -123,6 +123,40 @@ def rows_to_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=LUT_SCHEMA)
 
 
+def imported_row(signature: OpSignature, *, median_us: float, mean_us: float | None, std_us: float | None, runs: int,
+                 device_id: str, device_model: str, runtime: str, provider: str, provenance: str, session_id: str,
+                 measured_at: datetime) -> dict[str, Any]:
+    """A LUT row for a latency measured elsewhere (an imported table): what the source does not keep is null or 0."""
+    row = signature.to_record()
+    row.update(
+        signature=signature.key,
+        median_us=median_us,
+        p10_us=None,
+        p90_us=None,
+        mean_us=mean_us,
+        std_us=std_us,
+        min_us=median_us,  # unknown: the source keeps no per-run times
+        runs=runs,
+        warmup_runs=0,
+        cv=(std_us / median_us) if std_us is not None and median_us > 0 else 0.0,
+        attempts=0,
+        timed_total_us=median_us * runs,
+        throttled=None,
+        temperature_c=None,
+        cpu_freq_khz=None,
+        device_id=device_id,
+        device_model=device_model,
+        runtime=runtime,
+        runtime_version="unknown (imported)",
+        provider=provider,
+        threads=0,  # unknown
+        harness_version=provenance,
+        session_id=session_id,
+        measured_at=measured_at,
+    )
+    return row
+
+
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
