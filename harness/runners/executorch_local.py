@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from harness.errors import DeviceUnavailable
-from harness.measurement import Batch, Measurement, MeasurementSettings, measure_interleaved, time_callable
+from harness.measurement import Batch, Measurement, MeasurementSettings, measure_prepared, time_callable
 from harness.models import pte_models
 from harness.profiles import DeviceProfile, pinned_cores
 from harness.runners.base import DeviceIdentity
@@ -93,11 +93,7 @@ class ExecuTorchRunner:
 
     def measure(self, signature: OpSignature, settings: MeasurementSettings) -> Measurement:
         """Measure one op on its own (a sweep measures groups, interleaved)."""
-        op = self.prepare(signature)
-        try:
-            return measure_interleaved([op], settings)[0]
-        finally:
-            op.close()
+        return measure_prepared([signature], self.prepare, settings)[0]
 
     def close(self) -> None:
         if self.cores is not None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from harness.models import onnx_models
 from harness.errors import DeviceUnavailable, InvalidModelFile
-from harness.measurement import Batch, Measurement, MeasurementSettings, measure_interleaved, time_callable
+from harness.measurement import Batch, Measurement, MeasurementSettings, measure_prepared, time_callable
 from harness.profiles import DeviceProfile, pinned_cores
 from harness.runners.base import DeviceIdentity
 from harness.signature import OpSignature
@@ -113,11 +113,7 @@ class OnnxRuntimeRunner:
 
     def measure(self, signature: OpSignature, settings: MeasurementSettings) -> Measurement:
         """Measure one op on its own (a sweep measures groups, interleaved)."""
-        op = self.prepare(signature)
-        try:
-            return measure_interleaved([op], settings)[0]
-        finally:
-            op.close()
+        return measure_prepared([signature], self.prepare, settings)[0]
 
     def close(self) -> None:
         if self.cores is not None:
