@@ -35,6 +35,19 @@ measurement:
 """
 
 
+# A phone profile's measurement block cut to one quick round: the loopback phone tests time, not measure.
+FAST_PHONE_MEASUREMENT = """\
+measurement:
+  warmup_runs: 1
+  runs: 3
+  min_timed_s: 0.0
+  rounds: 1
+  interleave_group: 3
+  cv_threshold: 10.0
+  max_attempts: 1
+"""
+
+
 def small_plan_yaml(name: str, channels: list[int]) -> str:
     return f"""\
 name: {name}

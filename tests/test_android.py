@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_bench
+from conftest import FAST_PHONE_MEASUREMENT, run_bench
 from harness.lut import store as lut_store
 from harness.errors import DeviceUnavailable
 from harness.fake_device import LoopbackAdbDevice, standin_benchmark_model_path, standin_ort_perf_test_path
@@ -26,16 +26,7 @@ from harness.signature import make_signature
 from harness.sweep import run_sweep
 from harness.transports.adb import AdbCommandError, AdbTransport, command_line, ensure_key_pair, quote, split_exit_code
 
-FAST_ANDROID = """\
-measurement:
-  warmup_runs: 1
-  runs: 3
-  min_timed_s: 0.0
-  rounds: 1
-  interleave_group: 3
-  cv_threshold: 10.0
-  max_attempts: 1
-"""
+FAST_ANDROID = FAST_PHONE_MEASUREMENT
 
 
 @pytest.fixture()

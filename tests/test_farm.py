@@ -30,21 +30,11 @@ from harness.plans import load_plan
 from harness.profiles import load_profile
 from harness.sweep import run_sweep
 
-from conftest import run_bench, small_plan_yaml
+from conftest import FAST_PHONE_MEASUREMENT, run_bench, small_plan_yaml
 from harness.farm.loopback import LoopbackRayCluster
 
 RAY_INSTALLED = (Path(sys.executable).parent / "ray").exists() or shutil.which("ray") is not None
 
-FAST_PHONE = """\
-measurement:
-  warmup_runs: 1
-  runs: 3
-  min_timed_s: 0.0
-  rounds: 1
-  interleave_group: 3
-  cv_threshold: 10.0
-  max_attempts: 1
-"""
 
 
 # ------------------------------------------------------------------ no cluster needed
@@ -91,6 +81,16 @@ def test_farm_command_lines_fail_in_one_line(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the loopback farm
+def _loopphone_profile(folder: Path) -> Path:
+    """The pixel profile as `loopphone`: one quick round, the loopback phone's stand-in benchmark_model."""
+    repo_profiles = Path(__file__).resolve().parent.parent / "device_profiles"
+    text = (repo_profiles / "pixel.yaml").read_text().replace("name: pixel", "name: loopphone")
+    text = text.split("measurement:")[0] + FAST_PHONE_MEASUREMENT + "thermal:" + text.split("thermal:")[1]
+    path = folder / "loopphone.yaml"
+    path.write_text(text.replace("~/android/arm64/benchmark_model", str(standin_benchmark_model_path())))
+    return path
+
+
 @dataclass
 class Farm:
     root: Path
@@ -117,11 +117,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("farm")
     saved = os.environ.get("CHAMELEON_CONFIG")
     os.environ["CHAMELEON_CONFIG"] = str(root / "config")  # the driver's and the hosts' ADB key (the hosts inherit it)
-    repo_profiles = Path(__file__).resolve().parent.parent / "device_profiles"
-    text = (repo_profiles / "pixel.yaml").read_text().replace("name: pixel", "name: loopphone")
-    text = text.split("measurement:")[0] + FAST_PHONE + "thermal:" + text.split("thermal:")[1]
-    profile_file = root / "loopphone.yaml"
-    profile_file.write_text(text.replace("~/android/arm64/benchmark_model", str(standin_benchmark_model_path())))
+    profile_file = _loopphone_profile(root)
     phones = []
     for i in range(4):
         phone = LoopbackAdbDevice(sandbox=root / f"phone{i}", serial=f"FARMPHONE{i}")
@@ -276,11 +272,7 @@ def test_a_bare_farm_flag_starts_ray_on_this_machine(tmp_path: Path) -> None:
     """`bench sweep --farm` without an address: an embedded Ray instance with the --attach devices (no cluster)."""
     if not RAY_INSTALLED:
         pytest.skip("Ray's `ray` command is not installed")
-    repo_profiles = Path(__file__).resolve().parent.parent / "device_profiles"
-    text = (repo_profiles / "pixel.yaml").read_text().replace("name: pixel", "name: loopphone")
-    text = text.split("measurement:")[0] + FAST_PHONE + "thermal:" + text.split("thermal:")[1]
-    profile_file = tmp_path / "loopphone.yaml"
-    profile_file.write_text(text.replace("~/android/arm64/benchmark_model", str(standin_benchmark_model_path())))
+    profile_file = _loopphone_profile(tmp_path)
     env = {"CHAMELEON_CONFIG": str(tmp_path / "config"), "RAY_USAGE_STATS_ENABLED": "0"}
     with LoopbackAdbDevice(sandbox=tmp_path / "phone", serial="EMBEDDED1") as phone:
         phone.authorize(tmp_path / "config" / "adbkey.pub")
