@@ -188,8 +188,12 @@ def test_an_interrupted_session_exits_130_and_removes_its_temporary_folder(stop:
     tmpdir, env = _own_tmpdir(tmp_path)
     command = _session(out)
     command[command.index("--idle-s") + 1] = "60"  # long inside the first item: the signal comes mid-measurement
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-                               text=True)
+    # A terminal's foreground job takes Ctrl-C with the default disposition; a test run started in the background
+    # (as CI runners may start it) inherits SIGINT ignored, which Python then keeps, so restore the default.
+    # PYTHONFAULTHANDLER: a session that does not stop in time is made to print where it waits (SIGABRT below).
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**env, "PYTHONFAULTHANDLER": "1"}, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     baseline = threading.Event()
 
@@ -205,7 +209,11 @@ def test_an_interrupted_session_exits_130_and_removes_its_temporary_folder(stop:
         assert baseline.wait(120), "".join(lines)
         assert len(_leftovers(tmpdir)) == 1  # the demo phone's folder, while it runs
         process.send_signal(stop)
-        process.wait(timeout=60)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # the faulthandler prints every thread's stack on stderr
+            process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
