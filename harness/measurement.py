@@ -73,6 +73,11 @@ class MeasurementSettings:
     reference_tolerance: float = 0.03
     reference_every_s: float = 0.01
     reference_wait_s: float = 0.1
+    # Time every run cold: one run of each op of the group in turn (a cycle, shuffled), so each op's weights and
+    # activations come from memory as they do inside a network, not from the caches its own previous run warmed;
+    # each run is then its own batch between reference readings (held to the fast state run by run).  ``runs``
+    # is then the minimum number of cycles; the adaptive rule adds cycles for the ops short of ``precision``.
+    cold_cache: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -348,9 +353,11 @@ def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings
     """
     if not ops:
         return []
-    per_round = round_settings(settings)
     if reference is not None and baseline_us is None and settings.reference_tolerance > 0:
         baseline_us = calibrate_baseline(reference, settings)
+    if settings.cold_cache:
+        return _measure_cold(ops, settings, reference, baseline_us)
+    per_round = round_settings(settings)
     state = _Rounds(ops, settings, reference, baseline_us)
     everyone = range(len(ops))
     for round_index in range(settings.rounds):
@@ -377,6 +384,50 @@ def measure_interleaved(ops: Sequence[PreparedOp], settings: MeasurementSettings
     if reference is not None and baseline_us is None:  # reading the host only: its fastest reading, for the record
         baseline_us = float(min(state.readings))
     return [_measurement(state, i, adaptive, baseline_us if reference is not None else None) for i in everyone]
+
+
+# Ops in a cold cycle, at least (the group's own, then ones already measured, run as fillers): with fewer, an
+# op's run would follow too little other work to have left the caches its previous run warmed.
+COLD_CYCLE_MIN_OPS = 8
+
+
+def _measure_cold(ops: Sequence[PreparedOp], settings: MeasurementSettings, reference: PreparedOp | None,
+                  baseline_us: float | None) -> list[Measurement]:
+    """``cold_cache``: cycles of one run per op, shuffled (seeded), each run a batch bracketed by readings."""
+    single = replace(settings, runs=1, min_timed_s=0.0, max_runs=1)
+    state = _Rounds(ops, settings, reference, baseline_us)
+    rng = np.random.default_rng(len(ops))
+    everyone = list(range(len(ops)))
+    state.take(everyone, lambda _i: single, settings.warmup_runs)  # warm-up: every op once, hot
+    state.batches = [[] for _ in ops]  # the warm-up cycle's runs follow their own warm-up: not cold, not kept
+    state.brackets = [[] for _ in ops]
+    adaptive = settings.precision > 0
+    cycles, wanted = 0, dict.fromkeys(everyone, settings.runs)
+    for _ in range(settings.max_attempts):
+        if not wanted:
+            break
+        timed = sorted(wanted)
+        fillers = [i for i in everyone if i not in wanted][:max(0, COLD_CYCLE_MIN_OPS - len(timed))]
+        for _cycle in range(max(wanted.values())):
+            order = [int(i) for i in rng.permutation(timed + fillers)]
+            state.take(order, lambda _i: single, 0)
+            cycles += 1
+        wanted = {}
+        for i in everyone:
+            kept = [state.batches[i][b] for b in state.kept(i, baseline_us)]
+            if len(kept) < settings.runs and not state.stop_waiting:  # runs lost to a slow host: taken again
+                wanted[i] = settings.runs - len(kept)
+            elif kept and adaptive and (size := _runs_still_needed([_pooled(kept)], settings, single)):
+                wanted[i] = size
+            elif kept and not adaptive and combine_rounds([_pooled(kept)]).cv > settings.cv_threshold:
+                wanted[i] = math.ceil(settings.runs / settings.rounds)
+    return [_measurement(state, i, True, baseline_us if reference is not None else None, attempts=cycles)
+            for i in everyone]
+
+
+def _pooled(batches: Sequence[Batch]) -> Batch:
+    """Single-run batches as one batch of their runs."""
+    return Batch(samples_us=tuple(x for b in batches for x in b.samples_us), warmup_runs=0)
 
 
 def _runs_still_needed(taken: Sequence[Batch], settings: MeasurementSettings, per_round: MeasurementSettings) -> int:
@@ -406,7 +457,8 @@ def _runs_still_needed(taken: Sequence[Batch], settings: MeasurementSettings, pe
     return max(1, min(more, settings.max_runs - n, affordable))
 
 
-def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float | None) -> Measurement:
+def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float | None,
+                 attempts: int | None = None) -> Measurement:
     every = state.batches[index]
     at_baseline = state.kept(index, baseline_us)
     kept_indexes = at_baseline or list(range(len(every)))  # none kept: all, and the row says so
@@ -428,7 +480,7 @@ def _measurement(state: _Rounds, index: int, adaptive: bool, baseline_us: float 
     return Measurement(
         stats=stats,
         warmup_runs=sum(b.warmup_runs for b in every),
-        attempts=len(every) - settings.rounds + 1,
+        attempts=len(every) - settings.rounds + 1 if attempts is None else attempts,
         timed_total_us=float(sum(b.total_us for b in every)),
         throttled=any(flags) if flags else None,
         temperature_c=max(temperatures) if temperatures else None,

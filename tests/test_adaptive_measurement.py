@@ -273,3 +273,62 @@ def test_settings_check_the_new_fields():
         MeasurementSettings(max_timed_s=0.0)
     with pytest.raises(ValueError, match="exclude_descheduled must be true or false"):
         MeasurementSettings(exclude_descheduled=1)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ cold runs (cold_cache)
+class CacheOp:
+    """An op that runs fast when it ran last among the shared log (its data still cached), slow after others."""
+
+    def __init__(self, name: str, log: list[str], hot_us: float = 50.0, cold_us: float = 80.0) -> None:
+        self.name, self.log, self.hot_us, self.cold_us = name, log, hot_us, cold_us
+
+    def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
+        samples = []
+        for _ in range(warmup_runs):
+            self.log.append(self.name)
+        for _ in range(max(settings.runs, 1)):
+            samples.append(self.hot_us if self.log and self.log[-1] == self.name else self.cold_us)
+            self.log.append(self.name)
+        return Batch(samples_us=tuple(samples), warmup_runs=warmup_runs)
+
+    def close(self) -> None:  # pragma: no cover
+        pass
+
+
+def test_cold_runs_follow_other_ops_and_time_what_a_network_sees():
+    log: list[str] = []
+    ops = [CacheOp(f"op{i}", log) for i in range(5)]
+    hot = measure_interleaved(ops, adaptive(precision=0.0, max_attempts=1, rounds=2))
+    assert all(m.stats.median_us == 50.0 for m in hot)  # back to back: each run finds its own data cached
+    log.clear()
+    cold = measure_interleaved(ops, adaptive(precision=0.0, max_attempts=1, cold_cache=True))
+    assert all(m.stats.median_us == 80.0 and m.stats.runs == 11 for m in cold)
+    assert cold[0].attempts == 11  # cycles
+    # Every op ran once per cycle, in an order shuffled cycle by cycle.
+    cycles = [log[k:k + 5] for k in range(5 + 5 * 1, len(log), 5)]  # after the warm-up run and first timed run
+    assert all(sorted(c) == [f"op{i}" for i in range(5)] for c in cycles)
+    assert len({tuple(c) for c in cycles}) > 1
+
+
+def test_a_lone_cold_op_is_still_cold_through_fillers_and_done_ops_fill_cycles():
+    from harness.measurement import COLD_CYCLE_MIN_OPS
+
+    steady = [ScriptedOp(100.0, 0.001, seed) for seed in range(11)]
+    noisy = ScriptedOp(100.0, 0.08, 11)
+    measurements = measure_interleaved([*steady, noisy], adaptive(cold_cache=True, runs=5))
+    runs = sorted(len(op.requests) for op in steady)
+    # The noisy op took extra cycles; in them the first done ops ran beside it as fillers, the others rested.
+    assert len(noisy.requests) == runs[-1] > runs[0] == 6  # warm-up cycle + 5
+    assert sum(r == runs[-1] for r in runs) == COLD_CYCLE_MIN_OPS - 1
+    half = (measurements[-1].ci_high_us - measurements[-1].ci_low_us) / 2
+    assert half <= 0.01 * measurements[-1].stats.median_us
+
+
+def test_cold_runs_are_held_to_the_fast_state_run_by_run():
+    host = Host([False, True, False, False, True, False, False, False] * 10)
+    reference = Reference(host, per_round=4)
+    ops = [HostOp(host, 40.0), HostOp(host, 20.0)]
+    measurements = measure_interleaved(ops, fixed(max_attempts=5, reference_wait_s=0.0, cold_cache=True, runs=6),
+                                       reference=reference, baseline_us=100.0)
+    assert [m.stats.median_us for m in measurements] == [pytest.approx(40.0), pytest.approx(20.0)]
+    assert all(m.stats.runs >= 6 and m.off_baseline_rounds > 0 and m.at_baseline for m in measurements)
