@@ -24,6 +24,16 @@ changes: ``squeeze_excite`` (global average pool → 1×1 reduce to
 the input) and ``inverted_residual_se`` (the inverted residual with that block
 after its depthwise conv, its reduced width :func:`se_reduced_channels` of the
 expanded width).  h-swish is the existing ``activation=hardswish``.
+
+FBNet's grouped blocks (issue 21) are one more kind, ``grouped_inverted_residual``
+(ShuffleNet's unit as FBNet uses it: a 1×1 convolution in ``groups`` groups to
+``mid_channels`` + activation, a channel shuffle of ``groups``, the k×k depthwise
+conv + activation, a linear 1×1 convolution in ``groups`` groups, the residual add
+when stride 1 and ``c_in = c_out``).  Its expansion conv is always there (FBNet's
+``k3_e1_g2`` has one at expansion 1: the grouped 1×1 and the shuffle are what
+mix the groups); ``groups`` ≥ 2 (one group is the plain ``inverted_residual``).
+It is a kind of its own rather than a meaning of ``groups`` on
+``inverted_residual``, whose ``groups`` stays 1 as before.
 """
 
 from __future__ import annotations
@@ -51,6 +61,8 @@ IDENTITY = "identity"  # an empty model: the runtime's fixed per-invocation cost
 # MobileNetV3 / Once-for-All kinds (issue 19): squeeze-and-excite, alone and inside the inverted residual.
 SQUEEZE_EXCITE = "squeeze_excite"
 INVERTED_RESIDUAL_SE = "inverted_residual_se"
+# FBNet's grouped block (issue 21): grouped 1x1 convs with a channel shuffle around the depthwise conv.
+GROUPED_INVERTED_RESIDUAL = "grouped_inverted_residual"
 
 KINDS: tuple[str, ...] = (
     CONV2D,
@@ -69,19 +81,25 @@ KINDS: tuple[str, ...] = (
 #: vocabulary every builder (ONNX, TFLite, the optimizer's PyTorch units), the smoke plan and the
 #: coverage tests span: these have ONNX and TFLite builders and LUT keys, no PyTorch training unit yet.
 SE_KINDS: tuple[str, ...] = (SQUEEZE_EXCITE, INVERTED_RESIDUAL_SE)
+#: FBNet's grouped inverted residual (issue 21).  Kept apart from :data:`KINDS` so that the smoke plan and the
+#: coverage tests over it stay as they were; every builder (ONNX, TFLite, ExecuTorch, the PyTorch units) takes it.
+GROUPED_KINDS: tuple[str, ...] = (GROUPED_INVERTED_RESIDUAL,)
 #: Every kind a signature may have.
-ALL_KINDS: tuple[str, ...] = KINDS + SE_KINDS
+ALL_KINDS: tuple[str, ...] = KINDS + SE_KINDS + GROUPED_KINDS
 ACTIVATIONS: tuple[str, ...] = ("none", "relu", "relu6", "hardswish")
 DTYPES: tuple[str, ...] = ("fp32", "int8")
 
 # Kinds whose kernel/stride/padding/groups fields are meaningful.
-_SPATIAL_KINDS = {CONV2D, DEPTHWISE_CONV, POINTWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK, AVGPOOL, INVERTED_RESIDUAL_SE}
+_SPATIAL_KINDS = {CONV2D, DEPTHWISE_CONV, POINTWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK, AVGPOOL, INVERTED_RESIDUAL_SE,
+                  GROUPED_INVERTED_RESIDUAL}
 # Kinds whose output has as many channels as the input.
 _SAME_CHANNEL_KINDS = {DEPTHWISE_CONV, AVGPOOL, GLOBAL_AVGPOOL, ADD, ACTIVATION, IDENTITY, SQUEEZE_EXCITE}
 # The MobileNetV2 inverted residual, with or without squeeze-and-excite.
 _INVERTED_RESIDUALS = {INVERTED_RESIDUAL, INVERTED_RESIDUAL_SE}
+# Blocks with the identity shortcut when stride 1 and c_in = c_out.
+_RESIDUAL_BLOCKS = {INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE, GROUPED_INVERTED_RESIDUAL}
 # Kinds whose mid_channels field is meaningful.
-_MID_CHANNEL_KINDS = {INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE, SQUEEZE_EXCITE}
+_MID_CHANNEL_KINDS = {INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE, SQUEEZE_EXCITE, GROUPED_INVERTED_RESIDUAL}
 
 _INT_FIELDS = ("n", "c_in", "h", "w", "c_out", "kernel", "stride", "padding", "groups", "mid_channels")
 
@@ -144,8 +162,7 @@ class OpSignature:
     @property
     def has_residual(self) -> bool:
         """True when a block adds its input to its output unchanged (identity shortcut)."""
-        return self.kind in (INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE) and self.stride == 1 \
-            and self.c_in == self.c_out
+        return self.kind in _RESIDUAL_BLOCKS and self.stride == 1 and self.c_in == self.c_out
 
     @property
     def se_channels(self) -> int:
@@ -226,9 +243,10 @@ def make_signature(kind: str, /, **values: Any) -> OpSignature:
     if kind == FC:
         values.setdefault("h", 1)
         values.setdefault("w", 1)
-    if kind in (CONV2D, DEPTHWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE) and "kernel" in values:
+    if kind in (CONV2D, DEPTHWISE_CONV, INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE,
+                GROUPED_INVERTED_RESIDUAL) and "kernel" in values:
         values.setdefault("padding", _int(kind, "kernel", values["kernel"]) // 2)
-    if kind in (INVERTED_RESIDUAL, INVERTED_RESIDUAL_SE):
+    if kind in (INVERTED_RESIDUAL, INVERTED_RESIDUAL_SE, GROUPED_INVERTED_RESIDUAL):
         values.setdefault("activation", "relu6")
     if kind == SQUEEZE_EXCITE and "c_in" in values:
         values.setdefault("mid_channels", se_reduced_channels(_int(kind, "c_in", values["c_in"])))
@@ -356,13 +374,20 @@ def _validate(sig: OpSignature) -> None:
         require(sig.padding == 0, f"padding must be 0 for a pointwise conv, got {sig.padding}")
         require(sig.groups >= 1 and sig.c_in % sig.groups == 0 and sig.c_out % sig.groups == 0,
                 f"groups {sig.groups} must divide c_in {sig.c_in} and c_out {sig.c_out}")
-    elif kind in (INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE):
+    elif kind in (INVERTED_RESIDUAL, BOTTLENECK, INVERTED_RESIDUAL_SE, GROUPED_INVERTED_RESIDUAL):
         require(sig.kernel % 2 == 1, f"kernel must be odd, got {sig.kernel}")
         require(sig.padding == sig.kernel // 2, f"padding must be kernel // 2 = {sig.kernel // 2}, got {sig.padding}")
         if kind in _INVERTED_RESIDUALS:
             canonical("groups", 1)
             require(sig.mid_channels >= sig.c_in,
                     f"mid_channels (expanded width) must be >= c_in {sig.c_in}, got {sig.mid_channels}")
+            require(sig.activation != "none", "activation must not be none inside an inverted residual")
+        elif kind == GROUPED_INVERTED_RESIDUAL:
+            require(sig.groups >= 2, f"groups must be >= 2 (one group is an inverted_residual), got {sig.groups}")
+            require(sig.mid_channels >= sig.c_in,
+                    f"mid_channels (expanded width) must be >= c_in {sig.c_in}, got {sig.mid_channels}")
+            require(sig.c_in % sig.groups == 0 and sig.mid_channels % sig.groups == 0 and sig.c_out % sig.groups == 0,
+                    f"groups {sig.groups} must divide c_in {sig.c_in}, mid_channels {sig.mid_channels} and c_out {sig.c_out}")
             require(sig.activation != "none", "activation must not be none inside an inverted residual")
         else:
             require(sig.mid_channels >= 1, f"mid_channels (bottleneck width) must be >= 1, got {sig.mid_channels}")
@@ -413,6 +438,9 @@ def working_set_bytes(sig: OpSignature) -> int:
         se = sig.se_channels
         weights = c_in * mid + mid * k2 + mid * c_out + 2 * mid * se
         inner = n * mid * (sig.h * sig.w + sig.h_out * sig.w_out)
+    elif sig.kind == GROUPED_INVERTED_RESIDUAL:  # the expanded tensor twice at input size: before and after the shuffle
+        weights = (c_in * mid + mid * c_out) // sig.groups + mid * k2
+        inner = n * mid * (2 * sig.h * sig.w + sig.h_out * sig.w_out)
     elif sig.kind == SQUEEZE_EXCITE:
         weights, inner = 2 * c_in * mid, n * (c_in + mid)
     elif sig.kind == BOTTLENECK:
@@ -442,6 +470,11 @@ def _macs(sig: OpSignature) -> int:
         project = n * hw_out * mid * c_out
         se = _se_macs(n, hw_out, mid, sig.se_channels) if kind == INVERTED_RESIDUAL_SE else 0
         return expand + depthwise + se + project + (n * hw_out * c_out if sig.has_residual else 0)
+    if kind == GROUPED_INVERTED_RESIDUAL:  # the shuffle moves data and counts no MACs
+        mid, g = sig.mid_channels, sig.groups
+        expand = n * hw_in * c_in * mid // g
+        project = n * hw_out * mid * c_out // g
+        return expand + n * hw_out * mid * k2 + project + (n * hw_out * c_out if sig.has_residual else 0)
     if kind == SQUEEZE_EXCITE:
         return _se_macs(n, hw_in, c_in, sig.mid_channels)
     if kind == BOTTLENECK:

@@ -4,8 +4,8 @@ These functions describe a kind's structure (which convolutions, in which
 order, with which activations and shortcut) against a small builder
 interface; ``onnx_models`` and ``tflite_models`` each provide a builder that
 writes it in their format.  So the MobileNetV2 inverted residual (with or
-without MobileNetV3's squeeze-and-excite) and the ResNet bottleneck are defined in one place, and the ONNX and TFLite models of a
-signature cannot drift apart.
+without MobileNetV3's squeeze-and-excite), FBNet's grouped inverted residual and the ResNet bottleneck are defined in one
+place, and the ONNX and TFLite models of a signature cannot drift apart.
 """
 
 from __future__ import annotations
@@ -42,6 +42,14 @@ class SqueezeExciteBuilder(GraphBuilder[T], Protocol[T]):
         """``x`` times a per-channel (n, c, 1, 1) ``scale``, broadcast over H and W, and its quantization point."""
 
 
+class ShuffleBuilder(GraphBuilder[T], Protocol[T]):
+    """What FBNet's grouped block needs beyond convolutions (every builder: ONNX, TFLite, ExecuTorch, PyTorch)."""
+
+    def channel_shuffle(self, x: T, channels: int, groups: int, h: int, w: int) -> T:
+        """ShuffleNet's channel shuffle of an (n, channels, h, w) tensor: channel ``g·(channels/groups) + i`` moves
+        to ``i·groups + g``; then its quantization point (a permutation keeps the tensor's range)."""
+
+
 def conv_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
     return b.conv(x, sig.c_in, sig.c_out, sig.kernel, sig.stride, sig.padding, sig.groups, sig.activation)
 
@@ -60,6 +68,22 @@ def inverted_residual_graph(b: GraphBuilder[T], sig: OpSignature, x: T) -> T:
     if sig.se_channels:
         h = squeeze_excite(b, h, mid, sig.se_channels)  # type: ignore[arg-type]
     h = b.conv(h, mid, sig.c_out)  # linear bottleneck: no activation
+    if sig.has_residual:
+        h = b.add(x, h)
+    return h
+
+
+def grouped_inverted_residual_graph(b: ShuffleBuilder[T], sig: OpSignature, x: T) -> T:
+    """FBNet's grouped block: 1x1 in groups + act → channel shuffle → kxk depthwise + act → linear 1x1 in groups → [+ input].
+
+    The expansion conv is there at expansion 1 too (FBNet's ``k3_e1_g2``): without it the grouped
+    projection would only ever see its own group's channels.
+    """
+    mid, act, groups = sig.mid_channels, sig.activation, sig.groups
+    h = b.conv(x, sig.c_in, mid, groups=groups, activation=act)
+    h = b.channel_shuffle(h, mid, groups, sig.h, sig.w)
+    h = b.conv(h, mid, mid, sig.kernel, sig.stride, sig.kernel // 2, groups=mid, activation=act)
+    h = b.conv(h, mid, sig.c_out, groups=groups)  # linear bottleneck: no activation
     if sig.has_residual:
         h = b.add(x, h)
     return h
@@ -112,4 +136,9 @@ SHARED_GRAPHS = {
 SE_GRAPHS = {
     "squeeze_excite": squeeze_excite_graph,
     "inverted_residual_se": inverted_residual_graph,
+}
+
+# FBNet's grouped block (harness.signature.GROUPED_KINDS): every builder adds it and provides channel_shuffle.
+GROUPED_GRAPHS = {
+    "grouped_inverted_residual": grouped_inverted_residual_graph,
 }

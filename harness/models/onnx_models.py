@@ -211,6 +211,15 @@ class _Builder:
     def add(self, a: str, b: str, activation: str = "none") -> str:
         return self.quant(self.activation(self.op("Add", [a, b]), activation))
 
+    def channel_shuffle(self, x: str, channels: int, groups: int, h: int, w: int) -> str:
+        """Reshape to (n, groups, channels/groups, h·w), swap the two channel axes, reshape back (ShuffleNet's
+        graph).  In the QDQ twin the shuffled tensor gets its own quantization point, whose calibrated range is
+        the input's (a permutation): ONNX Runtime then runs the shuffle on the uint8 tensor."""
+        split = self.const("shape", np.array([0, groups, channels // groups, h * w], np.int64))
+        whole = self.const("shape", np.array([0, channels, h, w], np.int64))
+        y = self.op("Transpose", [self.op("Reshape", [x, split])], perm=[0, 2, 1, 3])
+        return self.quant(self.op("Reshape", [y, whole]))
+
     # ---- the steps of a squeeze-and-excite (block_graphs.squeeze_excite)
     def global_avgpool(self, x: str) -> str:
         return self.quant(self.op("GlobalAveragePool", [x]))
@@ -288,6 +297,7 @@ def _identity_graph(b: _Builder, sig: OpSignature, x: str) -> str:
 _GRAPHS: dict[str, Callable[..., str]] = {
     **block_graphs.SHARED_GRAPHS,
     **block_graphs.SE_GRAPHS,
+    **block_graphs.GROUPED_GRAPHS,
     "avgpool": _avgpool_graph,
     "global_avgpool": _global_avgpool_graph,
     "activation": _activation_graph,

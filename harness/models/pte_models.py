@@ -185,6 +185,11 @@ class _TorchBuilder:
         return self.activation(a + b, activation)
 
     @staticmethod
+    def channel_shuffle(x, channels: int, groups: int, h: int, w: int):
+        n = x.shape[0]
+        return x.reshape(n, groups, channels // groups, h, w).transpose(1, 2).reshape(n, channels, h, w)
+
+    @staticmethod
     def global_avgpool(x):
         return x.mean(dim=(-2, -1), keepdim=True)
 
@@ -220,6 +225,7 @@ def _identity_graph(b: _TorchBuilder, sig: OpSignature, x):
 _GRAPHS = {
     **block_graphs.SHARED_GRAPHS,
     **block_graphs.SE_GRAPHS,
+    **block_graphs.GROUPED_GRAPHS,
     "avgpool": _avgpool_graph,
     "global_avgpool": _global_avgpool_graph,
     "activation": _activation_graph,

@@ -375,6 +375,21 @@ class _Graph:
                     options=add_options(_FUSED.get(activation, _ACT.NONE)))
         return self.quant(self.activation(y, self._unfused(activation)))
 
+    def channel_shuffle(self, x: int, channels: int, groups: int, h: int, w: int) -> int:
+        """RESHAPE to (n, h·w, groups, channels/groups), TRANSPOSE the last two axes, RESHAPE back (NHWC): the
+        ONNX model's shuffle.  Every output keeps its input's qparams, as the converter writes these ops; one
+        quantization point, as in the ONNX model."""
+        n = self.shape(x)[0]
+        split = (n, h * w, groups, channels // groups)
+        y = self.op(_OP.RESHAPE, [x, self.const("shape", np.array(split, np.int32), _TYPE.INT32)], split,
+                    tied=True, version=1)
+        perm = self.const("perm", np.array([0, 1, 3, 2], np.int32), _TYPE.INT32)
+        y = self.op(_OP.TRANSPOSE, [y, perm], (n, h * w, channels // groups, groups), tied=True)
+        whole = (n, h, w, channels)
+        y = self.op(_OP.RESHAPE, [y, self.const("shape", np.array(whole, np.int32), _TYPE.INT32)], whole,
+                    tied=True, version=1)
+        return self.quant(y)
+
     # ---- the steps of a squeeze-and-excite (block_graphs.squeeze_excite)
     def global_avgpool(self, x: int) -> int:
         n, _, _, c = self.shape(x)
@@ -499,6 +514,7 @@ def _identity_graph(g: _Graph, sig: OpSignature, x: int) -> int:
 _GRAPHS: dict[str, Callable[..., int]] = {
     **block_graphs.SHARED_GRAPHS,
     **block_graphs.SE_GRAPHS,
+    **block_graphs.GROUPED_GRAPHS,
     "avgpool": _avgpool_graph,
     "global_avgpool": _global_avgpool_graph,
     "activation": _activation_graph,

@@ -71,6 +71,12 @@ def _activate(x: torch.Tensor, activation: str) -> torch.Tensor:
     return x
 
 
+def _shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle (FBNet's grouped block), the ONNX builder's Reshape-Transpose-Reshape."""
+    n, c, h, w = x.shape
+    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.to(torch.float32).cpu().numpy().copy()
 
@@ -98,6 +104,9 @@ class _Recorder:
     def add(self, a: int, b: int, activation: str = "none") -> int:
         return self._step("add", activation, (a, b))
 
+    def channel_shuffle(self, x: int, channels: int, groups: int, h: int, w: int) -> int:
+        return self._step("shuffle", groups, (x,))
+
 
 class Unit(nn.Module):
     """One operator signature as a module: the recorded program of its block graph."""
@@ -112,6 +121,8 @@ class Unit(nn.Module):
             self.pool = nn.AdaptiveAvgPool2d(1)  # exports as GlobalAveragePool
         elif signature.kind in block_graphs.SHARED_GRAPHS and signature.kind != "add":
             block_graphs.SHARED_GRAPHS[signature.kind](recorder, signature, 0)
+        elif signature.kind in block_graphs.GROUPED_GRAPHS:
+            block_graphs.GROUPED_GRAPHS[signature.kind](recorder, signature, 0)
         else:
             raise InvalidSignature(f"{signature.key}: kind {signature.kind} has no PyTorch unit")
         self.layers = nn.ModuleList(recorder.layers)
@@ -126,6 +137,8 @@ class Unit(nn.Module):
         for op, arg, inputs in self.steps:
             if op == "layer":
                 values.append(self.layers[arg](values[inputs[0]]))
+            elif op == "shuffle":
+                values.append(_shuffle(values[inputs[0]], arg))
             else:
                 values.append(_activate(values[inputs[0]] + values[inputs[1]], arg))
         return values[-1]
