@@ -147,3 +147,35 @@ def test_bench_sweep_writes_an_executorch_lut(profiles_dir: Path, tmp_path: Path
         assert (row["runtime"], row["runtime_version"], row["provider"]) == \
             ("executorch", pte_models.executorch_version(), "xnnpack")
         assert row["threads"] == 1
+
+
+def test_a_network_program_computes_what_its_onnx_network_computes_and_is_timed_whole(
+        runners, profiles_dir: Path, tmp_path: Path) -> None:
+    """A space's network as one .pte: the ONNX network's numbers, timed by `bench measure-networks`."""
+    import onnxruntime as ort
+
+    from harness.networks.tables import read_arch_table
+    from optimizer.spaces import get_space
+
+    space = get_space("chamnet-mobile-mini")
+    arch = space.random(1, 3)[0]
+    pte = space.export_pte(arch, tmp_path / "nets" / "net0.pte")
+    onnx_path = space.export_onnx(arch, tmp_path / "net0.onnx")
+    network = runners["xnnpack"].prepare_file(pte)
+    try:
+        got = network.outputs[0].numpy()
+        x = network.inputs[0].numpy()
+    finally:
+        network.close()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+
+    (profiles_dir / "fastet.yaml").write_text(FAST_EXECUTORCH_PROFILE.format(name="fastet", delegate="xnnpack"))
+    out = tmp_path / "arch.parquet"
+    result = run_bench("measure-networks", str(tmp_path / "nets"), "--device", "fastet", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert read_arch_table(out).column("latency_ms:fastet").to_pylist()[0] > 0
+    (tmp_path / "nets" / "bad.pte").write_bytes(b"not a program")
+    with pytest.raises(Exception, match="ExecuTorch cannot load it"):
+        runners["xnnpack"].prepare_file(tmp_path / "nets" / "bad.pte")

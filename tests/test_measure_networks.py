@@ -127,7 +127,7 @@ def test_bad_input_is_one_line(profiles_dir: Path, mini: tuple[Path, list[str]],
     assert "appears twice" in one_line_error(run_bench("measure-networks", str(manifest), "--device", "fastcpu", "--out", out))
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no .onnx or .tflite files" in one_line_error(run_bench("measure-networks", str(empty), "--device", "fastcpu", "--out", out))
+    assert "no .onnx, .tflite or .pte files" in one_line_error(run_bench("measure-networks", str(empty), "--device", "fastcpu", "--out", out))
     assert "unknown" in one_line_error(run_bench("measure-networks", str(folder / "manifest.csv"), "--device", "nosuch",
                                                  "--out", out)).lower()
     foreign = tmp_path / "foreign.parquet"

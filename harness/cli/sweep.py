@@ -118,7 +118,7 @@ def with_adb_device(profile: Any, adb: str) -> Any:
 
 # ------------------------------------------------------- measure-networks
 def measure_networks_command(
-    sources: list[Path] = typer.Argument(..., help="A folder of .onnx files, a manifest CSV/Parquet (arch_id, path, encoding columns), or .onnx files."),
+    sources: list[Path] = typer.Argument(..., help="A folder of model files (.onnx, .tflite, .pte), a manifest CSV/Parquet (arch_id, path, encoding columns), or model files."),
     device: str = typer.Option(..., "--device", "-d", help="Device profile name (see `bench devices`) or a profile file."),
     out_path: Path = typer.Option(..., "--out", "-o", help="Architecture latency table to write or extend (.parquet or .csv)."),
     as_json: bool = JsonOption,

@@ -29,8 +29,9 @@ ExecuTorch version (a program is read by the runtime that wrote it).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from harness.errors import ChameleonError, InvalidSignature
 from harness.models import block_graphs, onnx_models
@@ -102,15 +103,89 @@ def model_file(sig: OpSignature, seed: int = 0, backend: str = "xnnpack", cache:
     return onnx_models.cached_file(cache, "pte", name, lambda: build_program(sig, seed, backend))
 
 
+# ---------------------------------------------------------- whole networks
+def build_network_module(units: Sequence[OpSignature], seed: int = 0) -> Any:
+    """Chained fp32 units as one ``torch.nn.Module``: the very network :func:`onnx_models.build_network` writes.
+
+    Same graph functions, same weights (one generator seeded by ``seed`` and the
+    units' keys, drawn in graph order), a Flatten before an fc that follows a
+    global pool; so the ExecuTorch and ONNX Runtime programs of a network
+    compute the same numbers.  One-line :class:`InvalidSignature` for what
+    ``build_network`` refuses.
+    """
+    import numpy as np
+    import torch
+
+    units = list(units)
+    if not units:
+        raise InvalidSignature("build_network_module: no units")
+    shapes = [onnx_models.model_input_shape(units[0])]
+    for index, sig in enumerate(units):
+        if sig.dtype != "fp32":
+            raise InvalidSignature(f"build_network_module: unit {index} ({sig.key}) is {sig.dtype}; networks are fp32 only")
+        if len(onnx_models.model_input_names(sig)) != 1:
+            raise InvalidSignature(f"build_network_module: unit {index} ({sig.kind}) takes two inputs and cannot be chained")
+        wanted, shape = onnx_models.model_input_shape(sig), shapes[-1]
+        flatten = sig.kind == "fc" and len(shape) == 4 and shape[2:] == (1, 1) and shape[:2] == wanted
+        if shape != wanted and not flatten:
+            raise InvalidSignature(f"build_network_module: unit {index} ({sig.key}) takes shape {wanted} "
+                                   f"but the previous unit outputs {shape}")
+        shapes.append(onnx_models.model_output_shape(sig))
+    digest = hashlib.sha256("\n".join(sig.key for sig in units).encode()).hexdigest()
+
+    class ChainedUnits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.parameters_in_order = torch.nn.ParameterList()
+            # A first run draws every weight in graph order from build_network's generator.
+            builder = _TorchBuilder(self.parameters_in_order, np.random.default_rng([seed, int(digest[:8], 16)]))
+            with torch.no_grad():
+                self._chain(builder, torch.zeros(shapes[0]))
+
+        @staticmethod
+        def _chain(builder: _TorchBuilder, x: Any) -> Any:
+            for sig in units:
+                if sig.kind == "fc" and x.dim() == 4:
+                    x = torch.flatten(x, 1)
+                x = _GRAPHS[sig.kind](builder, sig, x)
+            return x
+
+        def forward(self, x):
+            return self._chain(_TorchBuilder(self.parameters_in_order), x)
+
+    return ChainedUnits().eval()
+
+
+def network_program(units: Sequence[OpSignature], seed: int = 0, backend: str = "xnnpack") -> bytes:
+    """The chained network as a ``.pte``, lowered as single-op programs are; one-line error if that fails."""
+    import torch
+
+    units = list(units)
+    if backend not in BACKENDS:
+        raise InvalidSignature(f"unknown ExecuTorch backend {backend!r} (known: {', '.join(BACKENDS)})")
+    module = build_network_module(units, seed)
+    inputs = (torch.zeros(onnx_models.model_input_shape(units[0])),)
+    try:
+        return _serialise(torch.export.export(module, inputs), backend)
+    except Exception as error:  # torch.export and the lowering raise many classes
+        text = str(error).strip()
+        raise InvalidSignature(f"a network of {len(units)} units: ExecuTorch cannot export it for {backend} "
+                               f"({type(error).__name__}: {(text.splitlines()[0] if text else '')[:300]})") from None
+
+
 # ----------------------------------------------------------------- lowering
 def _lower(sig: OpSignature, seed: int, backend: str) -> bytes:
     import torch
-    from executorch.exir import to_edge_transform_and_lower
 
     module, inputs = build_module(sig, seed), example_inputs(sig, seed)
     if sig.dtype == "int8":
         module = _quantized(module, inputs)
-    exported = torch.export.export(module, inputs)
+    return _serialise(torch.export.export(module, inputs), backend)
+
+
+def _serialise(exported: Any, backend: str) -> bytes:
+    from executorch.exir import to_edge_transform_and_lower
+
     partitioners = []
     if backend == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner

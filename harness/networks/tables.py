@@ -23,7 +23,7 @@ empty or NaN ones are (re)measured, the table is rewritten atomically after
 every interleaved group, and measuring another device adds or fills that
 device's column in the same table.
 
-A manifest names the networks: a folder of ``*.onnx`` / ``*.tflite`` files (``arch_id`` is the
+A manifest names the networks: a folder of ``*.onnx`` / ``*.tflite`` / ``*.pte`` files (``arch_id`` is the
 file stem), a list of such files, or a CSV/Parquet file with ``arch_id``
 and ``path`` (or ``model_path``) columns, its other columns being the
 encoding; relative paths are taken from the manifest's folder.  A model file
@@ -107,25 +107,25 @@ class TableResult:
 
 
 # ------------------------------------------------------------------ manifests
-MODEL_SUFFIXES = (".onnx", ".tflite")  # what the local runners open (ONNX Runtime, LiteRT)
+MODEL_SUFFIXES = (".onnx", ".tflite", ".pte")  # what the local runners open (ONNX Runtime, LiteRT, ExecuTorch)
 
 
 def read_manifest(sources: Sequence[str | Path]) -> list[ManifestEntry]:
-    """The networks named by a folder, a manifest file (CSV or Parquet), or a list of model files (.onnx, .tflite)."""
+    """The networks named by a folder, a manifest file (CSV or Parquet), or a list of model files (.onnx, .tflite, .pte)."""
     sources = [Path(s) for s in sources]
     if not sources:
-        raise InvalidManifest("no networks given: pass a folder of model files, a manifest CSV/Parquet or .onnx/.tflite files")
+        raise InvalidManifest("no networks given: pass a folder of model files, a manifest CSV/Parquet or .onnx/.tflite/.pte files")
     if len(sources) == 1 and sources[0].is_dir():
         files = sorted(p for p in sources[0].iterdir() if p.suffix.lower() in MODEL_SUFFIXES)
         if not files:
-            raise InvalidManifest(f"{sources[0]}: no .onnx or .tflite files in this folder")
+            raise InvalidManifest(f"{sources[0]}: no .onnx, .tflite or .pte files in this folder")
         entries = [ManifestEntry(p.stem, p) for p in files]
     elif len(sources) == 1 and sources[0].suffix.lower() in (".csv", ".parquet"):
         entries = _read_manifest_file(sources[0])
     else:
         not_models = [s for s in sources if s.suffix.lower() not in MODEL_SUFFIXES]
         if not_models:
-            raise InvalidManifest(f"{not_models[0]}: expected one folder, one manifest (.csv/.parquet) or .onnx/.tflite files")
+            raise InvalidManifest(f"{not_models[0]}: expected one folder, one manifest (.csv/.parquet) or .onnx/.tflite/.pte files")
         entries = [ManifestEntry(p.stem, p) for p in sources]
     seen: set[str] = set()
     for entry in entries:

@@ -30,7 +30,7 @@ import os
 import time
 from pathlib import Path
 
-from harness.errors import DeviceUnavailable
+from harness.errors import DeviceUnavailable, InvalidModelFile
 from harness.measurement import Batch, Measurement, MeasurementSettings, measure_prepared, time_callable
 from harness.models import pte_models
 from harness.profiles import DeviceProfile, pinned_cores
@@ -38,6 +38,8 @@ from harness.runners.base import DeviceIdentity
 from harness.runners.onnxruntime_local import _cpu_model
 from harness.signature import OpSignature
 
+# c10::ScalarType of float32 in a method's tensor metadata.
+_FLOAT_SCALAR_TYPE = 6
 # Profile delegate -> pte_models backend.
 _BACKENDS = {"xnnpack": "xnnpack", "none": "portable"}
 
@@ -89,6 +91,32 @@ class ExecuTorchRunner:
         method = self._runtime.load_program(path).load_method("forward")
         inputs = list(pte_models.example_inputs(signature, seed=self.seed))
         # One thread computes on the calling thread: its CPU clock tells a descheduled run from a slow one.
+        return _EtMethod(method, inputs, cpu_clock=time.thread_time_ns if self.threads == 1 else None)
+
+    def prepare_file(self, path: str | Path) -> "_EtMethod":
+        """Open any ``.pte`` (a whole network, :func:`pte_models.network_program`) as :meth:`prepare` opens an op's.
+
+        Same runtime, thread pool and pinning, so a network's timed run is
+        comparable to its operators'.  Its float inputs are drawn from the
+        method's declared shapes (seeded), as for an ONNX network.
+        """
+        import numpy as np
+
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidModelFile(f"{path}: no such model file")
+        try:
+            method = self._runtime.load_program(path).load_method("forward")
+            meta = method.metadata
+            shapes = [tuple(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
+            dtypes = {meta.input_tensor_meta(i).dtype() for i in range(meta.num_inputs())}
+        except Exception as error:  # the runtime raises RuntimeError/ValueError for unreadable programs
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise InvalidModelFile(f"{path}: ExecuTorch cannot load it: {first[:300]}") from None
+        if dtypes - {_FLOAT_SCALAR_TYPE}:
+            raise InvalidModelFile(f"{path}: takes non-float inputs; networks are timed with float inputs only")
+        rng = np.random.default_rng(self.seed)
+        inputs = [self._torch.from_numpy(rng.standard_normal(shape).astype(np.float32)) for shape in shapes]
         return _EtMethod(method, inputs, cpu_clock=time.thread_time_ns if self.threads == 1 else None)
 
     def measure(self, signature: OpSignature, settings: MeasurementSettings) -> Measurement:

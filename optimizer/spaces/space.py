@@ -298,6 +298,16 @@ class SearchSpace:
         path.write_bytes(model.SerializeToString())
         return path
 
+    def export_pte(self, x: Any, path: str | Path, seed: int = 0, backend: str = "xnnpack") -> Path:
+        """Write the whole network of ``x`` as one ExecuTorch program: the network :meth:`export_onnx` writes."""
+        from harness.models.pte_models import network_program
+
+        path = Path(path)
+        program = network_program(self.signatures(x), seed=seed, backend=backend)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(program)
+        return path
+
     # ---- internals
     def _costs(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         X = np.asarray(X)
