@@ -24,7 +24,7 @@ from harness.signature import DTYPES, OpSignature, working_set_bytes
 from harness.textfiles import UnreadableText, read_utf8
 
 TRANSPORTS = ("local", "adb")
-RUNTIMES = ("onnxruntime", "tflite", "onnxruntime_perf_test", "litert", "executorch")  # litert, executorch: this machine
+RUNTIMES = ("onnxruntime", "tflite", "onnxruntime_perf_test", "litert", "executorch", "executor_runner")  # litert, executorch: this machine
 ORT_PROVIDERS = ("cpu", "cuda")
 DELEGATES = ("none", "hexagon", "nnapi", "gpu", "xnnpack")
 ENERGY_SOURCES = ("none", "monsoon", "rapl", "nvml")
@@ -55,6 +55,7 @@ class RuntimeSpec:
     delegate: str = "none"
     delegate_lib_dir: str | None = None  # host folder of the delegate's libraries (Hexagon skel)
     device_dir: str = "/data/local/tmp/chameleon"
+    etdump: bool = False  # executor_runner: also keep each op's ETDump beside the LUT (a separate, untimed run)
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
         delegate=r.get("delegate", str, "none", choices=DELEGATES),
         delegate_lib_dir=r.get("delegate_lib_dir", str),
         device_dir=r.get("device_dir", str, "/data/local/tmp/chameleon"),
+        etdump=r.get("etdump", bool, False),
     )
     r.done()
     if runtime.core_mask is not None:
@@ -235,10 +237,13 @@ def parse_profile(data: Any, path: Path) -> DeviceProfile:
     if transport.type == "local" and runtime.name not in ("onnxruntime", "litert", "executorch"):
         r.fail(f"runtime {runtime.name!r} runs on Android devices; a local profile uses onnxruntime, litert or executorch")
     if transport.type == "adb" and runtime.name == "executorch":
-        r.fail("runtime 'executorch' runs on this machine (local transport) only, for now")
-    if runtime.name == "executorch" and runtime.delegate not in ("xnnpack", "none"):
-        r.fail(f"runtime 'executorch' takes delegate xnnpack (XNNPACK partitioner) or none (portable kernels), "
+        r.fail("runtime 'executorch' runs on this machine (local transport); on an Android device ExecuTorch runs "
+               "as executor_runner: set runtime.name to executor_runner")
+    if runtime.name in ("executorch", "executor_runner") and runtime.delegate not in ("xnnpack", "none"):
+        r.fail(f"runtime {runtime.name!r} takes delegate xnnpack (XNNPACK partitioner) or none (portable kernels), "
                f"got {runtime.delegate!r}")
+    if runtime.etdump and runtime.name != "executor_runner":
+        r.fail(f"etdump: ETDumps are kept for runtime executor_runner only, not {runtime.name!r}")
     if transport.type == "adb" and runtime.name == "litert":
         r.fail("runtime 'litert' is LiteRT on this machine; on an Android device LiteRT runs as tflite")
     if transport.type == "adb" and runtime.name == "onnxruntime":

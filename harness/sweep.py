@@ -143,6 +143,8 @@ def run_sweep(
     check_fits_memory(profile, signatures, f"plan {plan.name}")  # before a runner starts or a model is built
     own_runner = runner is None
     runner = runner or make_runner(profile)
+    if hasattr(runner, "attach_lut"):  # a runner that keeps files beside the LUT's rows (executor_runner's ETDumps)
+        runner.attach_lut(out)
     started = time.monotonic()
     timed_us = 0.0
     measured = 0

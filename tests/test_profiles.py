@@ -13,7 +13,7 @@ from harness.paths import profiles_dir
 from harness.profiles import DeviceProfile, RuntimeSpec, available_devices, load_all_profiles, load_profile, pinned_cores
 from harness.signature import DTYPES
 
-BUILTIN = sorted(["cuda", "hexagon-v62", "pixel", "s835", "xeon", "s835-ort", "xeon-executorch"])
+BUILTIN = sorted(["cuda", "hexagon-v62", "pixel", "s835", "xeon", "s835-ort", "xeon-executorch", "s835-executorch"])
 
 
 def one_line(err: BaseException) -> str:
@@ -349,8 +349,8 @@ def test_unknown_runtime_lists_the_known_pairs(builtin):
     with pytest.raises(DeviceUnavailable) as caught:
         make_runner(profile)
     assert one_line(caught.value) == (
-        "device 'xeon': no runner for runtime 'nope' over the local transport (known: onnxruntime_perf_test over adb, "
-        "tflite over adb, executorch over local, litert over local, onnxruntime over local)"
+        "device 'xeon': no runner for runtime 'nope' over the local transport (known: executor_runner over adb, "
+        "onnxruntime_perf_test over adb, tflite over adb, executorch over local, litert over local, onnxruntime over local)"
     )
 
 

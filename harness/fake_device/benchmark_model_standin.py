@@ -1,4 +1,4 @@
-"""The stand-in tool binaries for the loopback ADB device: ``benchmark_model`` and ``onnxruntime_perf_test``.
+"""The stand-in tool binaries for the loopback ADB device: ``benchmark_model``, ``onnxruntime_perf_test``, ``executor_runner``.
 
 :func:`standin_benchmark_model_path` writes an executable Python script (its
 ``#!`` line names the current interpreter, ``sys.executable``, which must be
@@ -11,7 +11,10 @@ What the script does, and how it differs from the real tool (no DSP/GPU/NPU:
 everything runs on the host's CPU; ``--use_hexagon=true`` fails without a
 ``libhexagon_interface.so`` in ``--hexagon_lib_path``), is in the docstring of
 :mod:`harness.fake_device.benchmark_model_script`.  :func:`standin_ort_perf_test_path`
-does the same for :mod:`harness.fake_device.ort_perf_test_script`.
+does the same for :mod:`harness.fake_device.ort_perf_test_script`, and
+:func:`standin_executor_runner_path` for ExecuTorch's ``executor_runner``
+(:mod:`harness.fake_device.executor_runner_script`, which needs PyTorch and
+ExecuTorch in that interpreter).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from harness import paths
 from types import ModuleType
 
-from harness.fake_device import benchmark_model_script, ort_perf_test_script
+from harness.fake_device import benchmark_model_script, executor_runner_script, ort_perf_test_script
 
 
 def standin_script_text(script: ModuleType = benchmark_model_script) -> str:
@@ -56,3 +59,8 @@ def standin_benchmark_model_path(cache: Path | None = None) -> Path:
 def standin_ort_perf_test_path(cache: Path | None = None) -> Path:
     """Host path of the stand-in ``onnxruntime_perf_test`` (written on first use, rewritten if stale)."""
     return _standin_path("onnxruntime_perf_test", ort_perf_test_script, cache)
+
+
+def standin_executor_runner_path(cache: Path | None = None) -> Path:
+    """Host path of the stand-in ``executor_runner`` (written on first use, rewritten if stale)."""
+    return _standin_path("executor_runner", executor_runner_script, cache)

@@ -341,10 +341,12 @@ class LoopbackAdbDevice:
 
 
 def install_standin_tools(device: LoopbackAdbDevice, folder: str = "/data/local/tmp/chameleon") -> None:
-    """Put the stand-in ``benchmark_model`` and ``onnxruntime_perf_test`` where the device profiles look for them."""
-    from harness.fake_device.benchmark_model_standin import standin_benchmark_model_path, standin_ort_perf_test_path
+    """Put the stand-in ``benchmark_model``, ``onnxruntime_perf_test`` and ``executor_runner`` where the profiles look for them."""
+    from harness.fake_device.benchmark_model_standin import (standin_benchmark_model_path, standin_executor_runner_path,
+                                                             standin_ort_perf_test_path)
 
-    for tool, standin in (("benchmark_model", standin_benchmark_model_path()), ("onnxruntime_perf_test", standin_ort_perf_test_path())):
+    for tool, standin in (("benchmark_model", standin_benchmark_model_path()), ("onnxruntime_perf_test", standin_ort_perf_test_path()),
+                          ("executor_runner", standin_executor_runner_path())):
         target = device.device_path(f"{folder}/{tool}")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(standin, target)

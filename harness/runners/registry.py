@@ -25,6 +25,7 @@ RunnerFactory = Callable[[DeviceProfile], Runner]
 
 # (transport type, runtime name) -> "module:factory", loaded on first use.
 BUILTIN_RUNNERS: dict[tuple[str, str], str] = {
+    ("adb", "executor_runner"): "harness.runners.android_executorch:from_profile",
     ("adb", "onnxruntime_perf_test"): "harness.runners.android_ort:from_profile",
     ("adb", "tflite"): "harness.runners.android_tflite:from_profile",
     ("local", "executorch"): "harness.runners.executorch_local:from_profile",
