@@ -18,7 +18,7 @@ from __future__ import annotations
 import typer
 
 from harness import __version__
-from harness.cli import energy, farm, info, lut, sweep
+from harness.cli import energy, farm, info, lut, op_profiles, sweep
 from harness.cli.common import run_app, stdout
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.command("parse")(info.parse)
 app.command("fake-device")(info.fake_device)
 app.command("devices")(info.devices)
 app.command("plans")(info.plans)
+app.command("op-profiles")(op_profiles.op_profiles)
 app.add_typer(lut.app, name="lut")
 app.add_typer(energy.app, name="energy")
 app.add_typer(farm.app, name="farm")
