@@ -316,11 +316,12 @@ def calibrate(space: Any, profile: Any, out: Path, count: int, seed: int, say: "
 
 
 def measure_exports(profile: Any, paths: Sequence[Path], cache: Path, say: "_Say", reused: dict[str, int], what: str,
-                    contention: dict[str, ContentionReport] | None = None) -> dict[str, dict[str, float]]:
+                    contention: dict[str, ContentionReport] | None = None,
+                    lut: Path | None = None) -> dict[str, dict[str, float]]:
     """End-to-end timings of ONNX files, cached by file content (a re-run measures only new exports).
 
     ``contention[what]`` gets how busy the host was while they were timed; the networks are held to the host
-    state of the run's LUT (``lut.parquet`` beside ``cache``)."""
+    state of the run's LUT (``lut``, by default ``lut.parquet`` beside ``cache``)."""
     from harness.contention import ContentionProbe
     from harness.host_speed import lut_baseline
     from harness.lut import store as lut_store
@@ -333,7 +334,7 @@ def measure_exports(profile: Any, paths: Sequence[Path], cache: Path, say: "_Say
         probe = ContentionProbe.for_profile(profile)
         with say.progress("measure networks") as on_progress:
             # Held to the host state the LUT's rows were measured in (harness.host_speed), when it keeps one.
-            baseline = lut_baseline(lut_store.read_lut(cache.parent / "lut.parquet"))
+            baseline = lut_baseline(lut_store.read_lut(cache.parent / "lut.parquet" if lut is None else lut))
             timings = measure_networks(profile, todo, progress=on_progress, probe=probe, baseline_us=baseline)
         if contention is not None:
             contention[what] = probe.report()

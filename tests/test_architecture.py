@@ -18,8 +18,9 @@ PACKAGES = ("harness", "optimizer")
 MAX_MODULE_LINES = 600
 # Modules run as programs on the (simulated) phone, never imported by Chameleon.
 DEVICE_SCRIPTS = {"harness.fake_device.benchmark_model_script", "harness.fake_device.ort_perf_test_script"}
-# The PyTorch twins of our networks subclass torch.nn.Module, so torch comes with them; nothing else may load it.
-TORCH_MODULES = {"optimizer.training.torch_networks"}
+# The PyTorch twins of our networks and the DNAS supernet subclass torch.nn.Module, so torch comes with them; nothing
+# else may load it.
+TORCH_MODULES = {"optimizer.training.torch_networks", "optimizer.dnas.supernet"}
 
 
 def _module_name(path: Path) -> str:

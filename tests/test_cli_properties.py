@@ -55,7 +55,7 @@ VALID = {"device": ["xeon"], "lut": ["good.parquet"], "luts": ["good.parquet"], 
          "space_name": ["chamnet-mobile-mini"], "fmt": ["tflite"], "signature": [SIGNATURE], "table_path": ["table.csv"],
          "file": ["good.parquet"], "target": ["good.parquet", "b"], "inputs": ["good.parquet"], "proxy": ["a"],
          "samples": ["3"], "budget": ["1ms"], "latency": ["1ms"], "data": ["digits"], "signatures": ["net.txt"]}
-FOLDER_OUTPUTS = {("optimize pipeline", "--out"), ("optimize netadapt", "--out"), ("optimize", "--out"),
+FOLDER_OUTPUTS = {("optimize pipeline", "--out"), ("optimize netadapt", "--out"), ("optimize", "--out"), ("optimize dnas", "--out"),
                   ("bench energy session", "--out"), ("bench fake-device", "--sandbox")}
 
 

@@ -8,7 +8,8 @@ and are added here as top-level commands of the same app, in this order:
 * :mod:`optimizer.cli.pipeline`: ``pipeline`` (the main job);
 * :mod:`optimizer.cli.crossdevice`: ``latency-table``, ``monotonicity``, ``proxy-reuse``, ``adapt-proxy``;
 * :mod:`optimizer.cli.netadapt`: ``netadapt``, ``layer-lut``;
-* :mod:`optimizer.cli.spaces`: ``space-plan``.
+* :mod:`optimizer.cli.spaces`: ``space-plan``;
+* :mod:`optimizer.cli.dnas`: ``dnas`` (FBNet's differentiable search).
 
 Command modules import neither this module nor each other.  Every library is imported inside the
 command that uses it, so ``optimize --help`` loads no runtime, training library or Parquet reader.
@@ -24,7 +25,7 @@ import typer
 from harness.cli.options import SEED_MAX
 from harness.cli.common import emit_json, run_app, stdout
 from harness.errors import ChameleonError
-from optimizer.cli import crossdevice, device_prediction, netadapt, pipeline, predictors, spaces
+from optimizer.cli import crossdevice, device_prediction, dnas, netadapt, pipeline, predictors, spaces
 
 app = typer.Typer(
     help="Predict and optimise networks from device LUTs.",
@@ -32,7 +33,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _group in (predictors, pipeline, crossdevice, device_prediction, netadapt, spaces):
+for _group in (predictors, pipeline, crossdevice, device_prediction, netadapt, spaces, dnas):
     _group.register(app)
 
 

@@ -12,8 +12,11 @@ harness's vocabulary, so the latency LUT and the predictors can run over it.
 * :mod:`optimizer.spaces.ofa`: Once-for-All's MobileNetV3 space (``ofa-mbv3``: squeeze-and-excite and
   h-swish blocks, per-block kernel and expansion), whose LUT OFA's published tables can fill
   (``bench lut import --format ofa-yaml``), and :func:`ofa_mbv3_genes`;
-* this module: :func:`get_space`, the registry of spaces by name (a new space, say FBNet's, is one new
-  module building it plus one line in ``_BUILDERS``).
+* :mod:`optimizer.spaces.fbnet`: FBNet's layer-wise spaces (``fbnet``: Tables 1-2 at 224 px; ``fbnet-mini``:
+  the same at CPU scale), one gene per layer picking one of nine candidate blocks (:class:`FBNetSpace`,
+  :data:`CANDIDATES`), which both EES and the differentiable search of :mod:`optimizer.dnas` search;
+* this module: :func:`get_space`, the registry of spaces by name (a new space is one new module building
+  it plus one line in ``_BUILDERS``).
 
 May import: the harness's vocabulary (:mod:`harness.signature`, :mod:`harness.errors`), lazily
 :mod:`harness.models.onnx_models` (ONNX export) and ``scipy`` (Sobol pools); numpy.  No torch, nothing
@@ -36,11 +39,12 @@ from optimizer.spaces.chamnet import (
     mobilenet_v2_genes,
     resnet_genes,
 )
+from optimizer.spaces.fbnet import CANDIDATE_NAMES, CANDIDATES, FBNetSpace, fbnet, fbnet_mini
 from optimizer.spaces.ofa import ofa_mbv3, ofa_mbv3_genes
 from optimizer.spaces.space import Gene, InvalidArchitecture, SearchSpace, Slot, UnknownSpace, unit_params
 
 __all__ = [
-    "MINI_CLASSES", "MOBILENET_V2_RESOLUTIONS", "MOBILENET_V2_WIDTHS", "RESNET_DEPTHS", "SPACES", "Gene",
+    "CANDIDATES", "CANDIDATE_NAMES", "FBNetSpace", "MINI_CLASSES", "MOBILENET_V2_RESOLUTIONS", "MOBILENET_V2_WIDTHS", "RESNET_DEPTHS", "SPACES", "Gene",
     "InvalidArchitecture", "SearchSpace", "Slot", "UnknownSpace", "get_space", "make_divisible",
     "mobilenet_v2_genes", "ofa_mbv3_genes", "resnet_genes", "unit_params",
 ]
@@ -51,6 +55,8 @@ _BUILDERS: dict[str, Callable[[], SearchSpace]] = {
     "chamnet-res": chamnet_res,
     "chamnet-mobile-mini": chamnet_mobile_mini,
     "ofa-mbv3": ofa_mbv3,
+    "fbnet": fbnet,
+    "fbnet-mini": fbnet_mini,
 }
 SPACES: tuple[str, ...] = tuple(_BUILDERS)
 _CACHE: dict[str, SearchSpace] = {}

@@ -381,6 +381,9 @@ def unit_params(sig: OpSignature) -> int:
         mid, reduced = sig.mid_channels, sig.se_channels
         expand = c_in * mid + mid if mid != c_in else 0
         return expand + (mid * k2 + mid) + (2 * mid * reduced + reduced + mid) + (mid * c_out + c_out)
+    if kind == "grouped_inverted_residual":  # FBNet's grouped block: both 1x1 convs in groups, the expansion always there
+        mid, g = sig.mid_channels, sig.groups
+        return (c_in // g * mid + mid) + (mid * k2 + mid) + (mid // g * c_out + c_out)
     if kind == "squeeze_excite":
         reduced = sig.se_channels
         return 2 * c_in * reduced + reduced + c_in
