@@ -31,6 +31,11 @@ genes, ``latency_ms:<config>``):
   with different kernels and fusions (XNNPACK's own GEMM/depthwise
   micro-kernels instead of ONNX Runtime's MLAS with NCHWc), the pair the
   issue expects might rank differently.
+- ``executorch``: ExecuTorch (``xeon-executorch``: XNNPACK delegate, 1
+  thread, the same core) on the same network as one ``.pte``
+  (``SearchSpace.export_pte``: the same units and weights as the ONNX file,
+  lowered with the XNNPACK partitioner): the runtime Meta ships for on-device
+  PyTorch, whose XNNPACK delegate takes the whole network as one subgraph.
 - ``xeon-repeat``: the ``xeon`` configuration measured a second time, a noise
   ceiling: the SRCC two measurements of one configuration reach on this
   (shared, noisy) machine; no cross-configuration SRCC can be read more
@@ -51,7 +56,7 @@ whole space, size decides most of the ranking on every configuration (SRCC
 does, and pairs rank differently enough to need the proxy adaptation.
 
 Usage:  python benchmarks/cross_device_monotonicity.py [--n 200] [--seed 0] [--macs-band 250-350]
-            [--configs xeon,xeon-no-nchwc,xeon-2threads,xeon-int8,xeon-repeat,litert] [--out-dir benchmarks/results] [--json]
+            [--configs xeon,xeon-no-nchwc,xeon-2threads,xeon-int8,xeon-repeat,litert,executorch] [--out-dir benchmarks/results] [--json]
 Writes ``cross_device-chamnet-mobile[-macs250-350].parquet`` (the table) and
 ``cross_device-chamnet-mobile[-macs250-350].json`` (SRCC per pair, Kendall tau, CPU shares, wall time).
 A configuration with nothing left to measure keeps the CPU shares of the run
@@ -77,7 +82,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-CONFIGS = ("xeon", "xeon-no-nchwc", "xeon-2threads", "xeon-int8", "xeon-repeat", "litert")
+CONFIGS = ("xeon", "xeon-no-nchwc", "xeon-2threads", "xeon-int8", "xeon-repeat", "litert", "executorch")
 CPU_SHARE_WARNING = 0.9
 SPACE = "chamnet-mobile"
 
@@ -144,6 +149,9 @@ def main() -> int:
         """The profile and a fresh runner of one configuration (a runner pins the process while open)."""
         if config == "xeon-no-nchwc":
             return xeon, OnnxRuntimeRunner("cpu", 1, pinned_cores(xeon.runtime), disabled_optimizers=("NchwcTransformer",))
+        if config == "executorch":
+            executorch = load_profile("xeon-executorch")
+            return executorch, make_runner(executorch)
         profile = {"xeon-2threads": two_threads, "litert": litert}.get(config, xeon)
         return profile, make_runner(profile)
 
@@ -171,13 +179,14 @@ def main() -> int:
                 chunk = range(start, min(start + group, len(archs)))
                 pending = {c: [i for i in chunk if ids[i] not in done[c]] for c in configs}
                 progress.update(task, advance=sum(len(chunk) - len(p) for p in pending.values()))
-                needed = sorted({i for c, p in pending.items() if c != "litert" for i in p})
-                if not needed and not pending.get("litert"):
+                needed = sorted({i for c, p in pending.items() if c not in ("litert", "executorch") for i in p})
+                if not needed and not pending.get("litert") and not pending.get("executorch"):
                     continue
                 t0 = time.monotonic()
                 paths = {i: space.export_onnx(archs[i], work / f"{ids[i]}.onnx") for i in needed}
                 tflite = {i: write_network(space.signatures(archs[i]), work / f"{ids[i]}.tflite")
                           for i in pending.get("litert", [])}
+                programs = {i: space.export_pte(archs[i], work / f"{ids[i]}.pte") for i in pending.get("executorch", [])}
                 phases["export_s"] += time.monotonic() - t0
                 if pending.get("xeon-int8"):
                     t0 = time.monotonic()
@@ -186,7 +195,8 @@ def main() -> int:
                 for config in configs:
                     if not pending[config]:
                         continue
-                    files = {"xeon-int8": quantized if pending.get("xeon-int8") else {}, "litert": tflite}.get(config, paths)
+                    files = {"xeon-int8": quantized if pending.get("xeon-int8") else {}, "litert": tflite,
+                             "executorch": programs}.get(config, paths)
                     entries = [ManifestEntry(ids[i], files[i], encodings[i]) for i in pending[config]]
                     profile, runner = setup(config)
                     try:
@@ -200,7 +210,7 @@ def main() -> int:
                     failures[config] += result.failed
                     measured_now += result.measured
                     progress.update(task, advance=len(entries))
-                for path in [*paths.values(), *(quantized.values() if pending.get("xeon-int8") else ()), *tflite.values()]:
+                for path in [*paths.values(), *(quantized.values() if pending.get("xeon-int8") else ()), *tflite.values(), *programs.values()]:
                     path.unlink()
     except KeyboardInterrupt:
         console.print(f"interrupted: {table_path} keeps what was measured; run again to resume")

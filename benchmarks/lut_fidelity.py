@@ -6,7 +6,8 @@ evaluated one):
 
 1. sweep every unit they use into a LUT on this machine with the harness
    (resumable: an existing LUT file is reused and only what it lacks measured);
-2. export each network to ONNX (the LUT's single-operator graphs, chained) and
+2. export each network to ONNX (the LUT's single-operator graphs, chained; a
+   ``.pte`` for an ExecuTorch profile such as ``xeon-executorch``) and
    measure it end to end with ``harness.networks.timing`` (the LUT's runner,
    pinning, threads, warm-up and statistics; evaluation and calibration
    networks shuffled together and interleaved in rounds);
@@ -114,6 +115,16 @@ def main() -> int:
                                    disabled_optimizers=("NchwcTransformer",))
     else:
         runner = make_runner(profile)
+    if profile.runtime.name == "executorch":  # the network as one program, lowered as the LUT's ops are
+        backend = "portable" if profile.runtime.delegate == "none" else "xnnpack"
+
+        def export(x: Any, stem: Path) -> Path:
+            return space.export_pte(x, stem.with_suffix(".pte"), backend=backend)
+    elif profile.runtime.name == "onnxruntime":
+        def export(x: Any, stem: Path) -> Path:
+            return space.export_onnx(x, stem.with_suffix(".onnx"))
+    else:
+        parser.error(f"--device {args.device}: networks are exported for ONNX Runtime or ExecuTorch profiles only")
     phases: dict[str, float] = {}
     # CPU time this process got over wall time, per phase: well under 1 when other tenants shared the pinned core,
     # which stretches long runs (a whole network, descheduled mid-run) far more than short ones (one operator)
@@ -151,7 +162,7 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="chameleon-fidelity-") as folder:
                 for start in range(0, len(order), group_size):
                     group = order[start:start + group_size]
-                    paths = [space.export_onnx(archs[i], Path(folder) / f"net-{i}.onnx") for i in group]
+                    paths = [export(archs[i], Path(folder) / f"net-{i}") for i in group]
                     for i, timing in zip(group, measure_networks(profile, paths, runner=runner, baseline_us=baseline)):
                         measured[i], cv[i] = timing.median_us, timing.cv
                         measured_p10[i] = timing.p10_us if timing.p10_us is not None else np.nan
