@@ -228,7 +228,12 @@ def test_sharded_units_share_the_plan_in_one_lut_after_agreeing(farm: Farm, tmp_
     table = lut_store.read_lut(targets[0].out)
     keys = table.column("signature").to_pylist()
     assert len(keys) == len(set(keys)) == result.targets[0].planned
-    assert set(table.column("unit").to_pylist()) == {farm.phones[0].serial, farm.phones[1].serial}
+    # Both units measured the calibration set; which of them took the remaining groups depends on the shared host's
+    # load (a unit retried after a slow job leaves its share to the other), so the LUT's units are those that wrote rows.
+    assert len(calibration["median_ratio_to_reference"]) == 2
+    writers = {u.serial for u in result.units if u.rows}
+    assert writers and writers <= {farm.phones[0].serial, farm.phones[1].serial}
+    assert set(table.column("unit").to_pylist()) == writers
 
 
 @pytest.mark.slow
