@@ -19,9 +19,17 @@ return) is held to as many threads: its OpenMP workers spin after each copy
 and would take turns with the measuring thread on its core.  The process is pinned to the profile's cores
 while the runner is open, as the other local runners pin it.
 
-A timed run is one ``Method.execute(inputs)`` with the inputs made once; like
-ONNX Runtime's ``run_with_iobinding`` it includes the runtime's fixed per-call
-cost, which the sweep measures separately with the identity program.
+A timed run is one execution of the loaded method, its inputs set once
+beforehand, as ``executor_runner`` times it on a phone (``set_inputs`` once, then
+``Method::execute`` in the loop).  ``Method.execute(inputs)`` of the Python API
+would also copy the inputs in and clone every output into a new tensor on each
+run, host work of 5-100 µs that no phone run does and that varies with the
+allocator (it made ExecuTorch's smoke LUT less reproducible than ONNX
+Runtime's, and its per-op ETDump sums fall short of the timed run by exactly
+that).  Where the bindings lack the split calls, the runner falls back to
+``execute(inputs)``.  Like ONNX Runtime's ``run_with_iobinding`` a run includes
+the runtime's fixed per-call cost, which the sweep measures separately with
+the identity program.
 """
 
 from __future__ import annotations
@@ -137,10 +145,14 @@ class _EtMethod:
         self.method, self.inputs = method, inputs
         self.cpu_clock = cpu_clock
         self.outputs = method.execute(inputs)  # the first run allocates what later runs reuse
-
-        def run_once() -> None:
-            method.execute(inputs)
-        self.run_once = run_once
+        bound = getattr(method, "_method", None)  # the bindings' ExecuTorchMethod behind executorch.runtime.Method
+        if callable(getattr(bound, "set_inputs", None)) and callable(getattr(bound, "execute", None)):
+            bound.set_inputs(inputs)  # once, as executor_runner does: a timed run is the execution alone
+            self.run_once = bound.execute
+        else:
+            def run_once() -> None:
+                method.execute(inputs)
+            self.run_once = run_once
 
     def take_batch(self, settings: MeasurementSettings, warmup_runs: int) -> Batch:
         return time_callable(self.run_once, settings, warmup_runs, cpu_clock=self.cpu_clock)
