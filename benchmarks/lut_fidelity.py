@@ -241,7 +241,8 @@ def main() -> int:
     for name, figures in results.items():
         figures["meets_goal"] = bool(figures["share_within_10pct"] >= GOALS["share_within_10pct"]
                                      and figures["spearman_rho"] >= GOALS["spearman_rho"])
-    stem = f"lut_fidelity-{args.space}{suffix}"
+    # The xeon (ONNX Runtime) reports keep their historical names; another profile's carry its name beside them.
+    stem = f"lut_fidelity-{args.space}{'' if profile.name == 'xeon' else '-' + profile.name}{suffix}"
     png = args.out_dir / f"{stem}.png"
     _plot(predictions, measured, eval_slice, results, png, f"{args.space}{' without NCHWc' if suffix else ''}, "
           f"{n_eval} networks, {profile.name} ({identity.model.split(' (')[0]})")
