@@ -219,7 +219,7 @@ def test_a_latency_run_measures_every_network_on_this_cpu(tmp_path, trained, dig
 
 def test_a_killed_run_resumes_from_its_last_finished_iteration(tmp_path, trained) -> None:
     out = tmp_path / "run"
-    args = ["netadapt", "--model", str(trained), "--resource", "macs", "--budget", "70%", "--out", str(out),
+    args = ["netadapt", "--model", str(trained), "--resource", "macs", "--budget", "80%", "--out", str(out),
             "--short-term-steps", "3", "--long-term-epochs", "1", "--baselines", "none", "--initial-reduction", "6%",
             "--workers", "2"]
     process = subprocess.Popen([sys.executable, "-m", "optimizer", *args], cwd=ROOT, stdin=subprocess.DEVNULL,
@@ -228,7 +228,7 @@ def test_a_killed_run_resumes_from_its_last_finished_iteration(tmp_path, trained
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
-            if state.exists() and len(json.loads(state.read_text())["iterations"]) >= 3:
+            if state.exists() and len(json.loads(state.read_text())["iterations"]) >= 2:
                 break
             assert process.poll() is None, "the run ended before it could be killed"
             time.sleep(0.2)
@@ -245,7 +245,8 @@ def test_a_killed_run_resumes_from_its_last_finished_iteration(tmp_path, trained
     document = json.loads(result.stdout)
     assert [it["units"] for it in document["iterations"][:len(recorded)]] == [it["units"] for it in recorded]
     assert all(digest(path) == value for path, value in kept.items())  # finished iterations were not redone
-    assert document["iterations"][-1]["estimate"] <= 0.7 * document["start"]
+    assert len(document["iterations"]) > len(recorded)  # the resumed run went on where the killed one stopped
+    assert document["iterations"][-1]["estimate"] <= 0.8 * document["start"]
     assert document["finals"] and document["finals"][0]["within_budget"]
 
 
@@ -320,9 +321,11 @@ def test_layer_lut_and_an_offline_run_that_flags_interpolated_entries(tmp_path, 
     write_lut_atomic(table.set_column(index, "median_us", pa.array(1.0 + macs / 1e3)), smooth)
     lut = smooth
     out = tmp_path / "run"
-    offline = ("netadapt", "--model", str(trained), "--lut", str(lut), "--no-measure", "--budget", "80%",
+    # 92% in steps of 4% of the start: 3 iterations, two of them keeping counts off the step-8 grid (80% in steps
+    # of 2% took 11 iterations, 2-4 minutes of the suite, for the same check).
+    offline = ("netadapt", "--model", str(trained), "--lut", str(lut), "--no-measure", "--budget", "92%",
                "--out", str(out), "--short-term-steps", "2", "--long-term-epochs", "1", "--baselines", "none",
-               "--initial-reduction", "2%", "--workers", "1", "--channel-step", "4")
+               "--initial-reduction", "4%", "--workers", "1", "--channel-step", "4")
     result = run_optimize(*offline, "--json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
