@@ -36,9 +36,10 @@ what the correction's boundary terms stand for.
 Usage:  python benchmarks/lut_fidelity.py [--space chamnet-mobile|chamnet-mobile-mini] [--n 50]
             [--calibration 30] [--seed 0] [--device xeon] [--lut PATH] [--without-nchwc]
             [--out-dir benchmarks/results] [--json]
-Writes ``lut_fidelity-SPACE.json``, ``lut_fidelity-SPACE.png`` and the fitted correction
-``lut_fidelity-SPACE.correction.json`` into the output folder (suffix ``-without-nchwc``
-for the diagnostic), and by default the LUT ``lut_fidelity-SPACE-DEVICE.parquet`` there too.
+Writes ``lut_fidelity-SPACE-DEVICE.json``, ``.png`` and the fitted correction
+``.correction.json`` into the output folder (suffix ``-without-nchwc`` for the diagnostic),
+and by default the LUT ``lut_fidelity-SPACE-DEVICE.parquet`` there too: one name per space
+and device, so runs of two devices sit side by side.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def main() -> int:
     profile = load_profile(args.device)
     suffix = "-without-nchwc" if args.without_nchwc else ""
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    lut_path = args.lut or args.out_dir / f"lut_fidelity-{args.space}-{profile.name}{suffix}.parquet"
+    stem = f"lut_fidelity-{args.space}-{profile.name}{suffix}"  # the LUT's and the reports' name
+    lut_path = args.lut or args.out_dir / f"{stem}.parquet"
 
     evaluated = space.random(args.n, args.seed)
     seen = {tuple(x) for x in evaluated.tolist()}
@@ -241,8 +243,6 @@ def main() -> int:
     for name, figures in results.items():
         figures["meets_goal"] = bool(figures["share_within_10pct"] >= GOALS["share_within_10pct"]
                                      and figures["spearman_rho"] >= GOALS["spearman_rho"])
-    # The xeon (ONNX Runtime) reports keep their historical names; another profile's carry its name beside them.
-    stem = f"lut_fidelity-{args.space}{'' if profile.name == 'xeon' else '-' + profile.name}{suffix}"
     png = args.out_dir / f"{stem}.png"
     _plot(predictions, measured, eval_slice, results, png, f"{args.space}{' without NCHWc' if suffix else ''}, "
           f"{n_eval} networks, {profile.name} ({identity.model.split(' (')[0]})")
