@@ -78,6 +78,11 @@ class MeasurementSettings:
     # each run is then its own batch between reference readings (held to the fast state run by run).  ``runs``
     # is then the minimum number of cycles; the adaptive rule adds cycles for the ops short of ``precision``.
     cold_cache: bool = False
+    # Time whole networks (harness.networks.timing) as cold_cache times ops: one run of each network of the group
+    # in turn, shuffled cycle by cycle, each run held to the fast state between reference readings.  A network's
+    # batch of back-to-back runs spans tens of milliseconds, long enough for the host's state to change inside it
+    # while the readings around it saw none; one run of a few milliseconds is bracketed closely.
+    network_cycles: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -403,15 +408,27 @@ def _measure_cold(ops: Sequence[PreparedOp], settings: MeasurementSettings, refe
     state.brackets = [[] for _ in ops]
     adaptive = settings.precision > 0
     cycles, wanted = 0, dict.fromkeys(everyone, settings.runs)
+    # What fillers may cost the group in all (µs of their runs): one op's cap.  Without it the last noisy op of
+    # a group, asking for hundreds of runs, had seven fillers run beside it every time (80% of a sweep's runs).
+    filler_budget_us = settings.max_timed_s * 1e6
     for _ in range(settings.max_attempts):
         if not wanted:
             break
-        timed = sorted(wanted)
-        fillers = [i for i in everyone if i not in wanted][:max(0, COLD_CYCLE_MIN_OPS - len(timed))]
-        for _cycle in range(max(wanted.values())):
+        # An op leaves the cycles once it has the runs it asked for (each op asks for its own: a steady one
+        # few, a noisy one many); ops done, or not timed this time, fill a cycle grown too short to be cold.
+        remaining = dict(wanted)
+        while remaining:
+            timed = sorted(remaining)
+            fillers = [i for i in everyone if i not in remaining][:max(0, COLD_CYCLE_MIN_OPS - len(timed))]
+            if fillers and filler_budget_us <= 0:  # the rest would be timed hot or at fillers' cost: they stop
+                break
             order = [int(i) for i in rng.permutation(timed + fillers)]
             state.take(order, lambda _i: single, 0)
+            filler_budget_us -= sum(state.batches[i][-1].total_us for i in fillers)
             cycles += 1
+            remaining = {i: n - 1 for i, n in remaining.items() if n > 1}
+        if remaining:  # the fillers' budget is spent: no cycle of this group can be cold any more
+            break
         wanted = {}
         for i in everyone:
             kept = [state.batches[i][b] for b in state.kept(i, baseline_us)]

@@ -332,3 +332,28 @@ def test_cold_runs_are_held_to_the_fast_state_run_by_run():
                                        reference=reference, baseline_us=100.0)
     assert [m.stats.median_us for m in measurements] == [pytest.approx(40.0), pytest.approx(20.0)]
     assert all(m.stats.runs >= 6 and m.off_baseline_rounds > 0 and m.at_baseline for m in measurements)
+
+
+def test_cold_cycles_give_each_op_the_runs_it_asked_for_not_the_noisiest_ops():
+    from harness.measurement import COLD_CYCLE_MIN_OPS
+
+    steady = [ScriptedOp(100.0, 0.02, seed) for seed in range(10)]
+    noisy = [ScriptedOp(100.0, 0.08, 10 + seed) for seed in range(10)]
+    measurements = measure_interleaved([*steady, *noisy], adaptive(cold_cache=True, runs=5))
+    runs = [m.stats.runs for m in measurements]
+    # A steady op leaves the cycles once its median is known: only the few needed to keep the last noisy
+    # op's cycles cold ride along as fillers (before, every op of the group ran as long as the noisiest).
+    assert sum(r < 100 for r in runs[:10]) >= 10 - (COLD_CYCLE_MIN_OPS - 1)
+    assert sum(runs) < 0.5 * len(runs) * max(runs)
+    for m in measurements:
+        assert (m.ci_high_us - m.ci_low_us) / 2 <= 0.01 * m.stats.median_us
+
+
+def test_fillers_cost_a_group_at_most_one_ops_cap():
+    steady = [ScriptedOp(100.0, 0.001, seed) for seed in range(11)]
+    noisy = ScriptedOp(100.0, 0.3, 11)  # would ask for thousands of runs
+    settings = adaptive(cold_cache=True, runs=5, max_timed_s=0.05)
+    measure_interleaved([*steady, noisy], settings)
+    filler_runs = sum(len(op.requests) for op in steady) - 11 * 6  # beyond each op's warm-up cycle and 5 runs
+    assert filler_runs * 100.0 <= 0.05e6 + 7 * 100.0  # the budget, and the cycle that crossed it
+    assert len(noisy.requests) < 0.05e6 / 100.0  # so the noisy op stopped short of its own cap

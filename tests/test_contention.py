@@ -197,3 +197,27 @@ def test_a_sweep_whose_core_two_spinners_share_says_it_cannot_be_trusted(tmp_pat
     assert report["cores"] == [core]
     warning = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "host contended" in warning[0]
+
+
+def test_short_batches_back_to_back_read_the_ticks_as_one_stretch() -> None:
+    from harness.contention import TICKS_EVERY_S
+
+    readings = Readings(0.0)
+    reads = []
+
+    def ticks(cores):
+        reads.append(readings.wall)
+        return readings.steal, readings.total
+
+    probe = ContentionProbe((5,), clock=readings.clock, cpu_clock=readings.cpu_clock, read_ticks=ticks,
+                            read_load=lambda: (0.1, 1), cpus=lambda: 2)
+    for _ in range(1000):  # 1000 batches of 200 µs, one tick of steal every 100 of them
+        with probe.timed():
+            readings.wall += 200e-6
+            readings.cpu += 200e-6
+            readings.total += 1
+            readings.steal += readings.total % 100 == 0
+    assert len(reads) <= 1 + 1000 * 200e-6 / TICKS_EVERY_S + 1  # not two a batch
+    report = probe.report()
+    assert report.timed_s == pytest.approx(0.2) and report.cpu_share == pytest.approx(1.0)
+    assert report.steal_share == pytest.approx(0.01, abs=0.002)

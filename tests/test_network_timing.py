@@ -93,6 +93,24 @@ def test_networks_are_timed_in_interleaved_rounds(profiles_dir: Path, networks: 
     assert runner.closed == 1  # a runner passed in is left to its owner
 
 
+def test_with_network_cycles_each_run_is_its_own_batch_cycled_among_the_group(profiles_dir: Path,
+                                                                             networks: dict[str, Path]) -> None:
+    profile = load_profile("fastcpu")
+    settings = replace(profile.measurement, runs=6, warmup_runs=2, precision=0.0, network_cycles=True)
+    runner = RecordingRunner(profile)
+    try:
+        timings = measure_networks(profile, [networks["small"], networks["large"]], settings, runner=runner)
+    finally:
+        runner.close()
+    # One warm-up cycle (the full warm-up, each network once), then cycles of one run each: never one network's
+    # runs back to back in a batch, so every run lies close between the host readings around it.
+    assert [w for _, w in runner.rounds[:2]] == [2, 2]
+    cycles = runner.rounds[2:]
+    assert len(cycles) == 12 and all(w == 0 for _, w in cycles)
+    assert all(sorted(name for name, _ in cycles[k:k + 2]) == ["large", "small"] for k in range(0, 12, 2))
+    assert all(t.runs == 6 and t.attempts == 6 for t in timings)
+
+
 def test_groups_follow_the_interleave_group_setting(profiles_dir: Path, networks: dict[str, Path]) -> None:
     profile = load_profile("fastcpu")
     settings = replace(profile.measurement, rounds=2, interleave_group=1)

@@ -23,7 +23,7 @@ its tool on it).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -130,6 +130,8 @@ def measure_networks(
     if missing:
         raise InvalidModelFile(f"{missing[0]}: no such model file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     settings = settings or profile.measurement
+    if settings.network_cycles:
+        settings = replace(settings, cold_cache=True)
     own_runner = runner is None
     runner = runner or make_runner(profile)  # type: ignore[assignment]
     reference = None
