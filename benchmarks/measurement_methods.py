@@ -17,7 +17,8 @@ from harness.measurement import MeasurementSettings
 def previous_method(settings: MeasurementSettings) -> MeasurementSettings:
     """The xeon profile's method before issue 17 (harness commit e32e057): a fixed floor, nothing host-aware."""
     return replace(settings, runs=11, rounds=3, min_timed_s=0.15, max_runs=3000, cv_threshold=0.10, max_attempts=3,
-                   precision=0.0, exclude_descheduled=False, reference_kernel=False)
+                   precision=0.0, exclude_descheduled=False, reference_kernel=False, cold_cache=False,
+                   network_cycles=False)
 
 
 METHODS = {"adaptive": lambda settings: settings, "previous": previous_method}
