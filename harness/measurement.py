@@ -43,7 +43,9 @@ class MeasurementSettings:
     minimum), and an op gets extra rounds until the 95% confidence interval of
     its median is within ± ``precision`` of it (distribution-free, from the
     order statistics of its pooled runs) or its caps are reached; its median
-    is then the pooled median (rounds differ in size).  ``exclude_descheduled``
+    is then the pooled median (rounds differ in size).  ``network_cycles``
+    times whole networks (not ops) run by run in shuffled cycles, as
+    ``cold_cache`` times ops.  ``exclude_descheduled``
     and ``reference_kernel`` make the timing drift- and contention-proof; see
     :func:`time_callable` and :func:`measure_interleaved`.
     """
