@@ -175,23 +175,34 @@ def run_sweep(
                 todo = todo[:limit]
             if on_progress:
                 on_progress(0, len(todo), None)
+            # Rows of a group that never met the host's fast state (a slow spell longer than its waits) are held
+            # back and taken again once, at the end of the sweep, when the spell is usually over; those still off
+            # it then are written as measured, and say so (at_baseline false).  Until then they are not in the
+            # LUT: a sweep stopped before the end measures them again when resumed.
+            retry: list[OpSignature] = []
+            passes = [(todo, False), (retry, True)]
             try:
-                for start in range(0, len(todo), settings.interleave_group):
-                    group = todo[start:start + settings.interleave_group]
-                    measurements = measure_prepared(group, prepare, settings, reference=reference, baseline_us=baseline)
-                    if reference is not None:
-                        baseline = measurements[0].reference_baseline_us
-                    for signature, measurement in zip(group, measurements):
-                        timed_us += measurement.timed_total_us
-                        try:
-                            writer.add(make_row(signature, measurement, identity, profile.name, profile.runtime.threads, session_id))
-                        except LutFileError as refused:
-                            failures.append(str(refused))
-                            continue
-                        measured += 1
-                    writer.flush()  # a finished group is on disk before the next one starts
-                    if on_progress:
-                        on_progress(measured, len(todo), group[-1])
+                for items, last_pass in passes:
+                    for start in range(0, len(items), settings.interleave_group):
+                        group = items[start:start + settings.interleave_group]
+                        measurements = measure_prepared(group, prepare, settings, reference=reference, baseline_us=baseline)
+                        if reference is not None:
+                            baseline = measurements[0].reference_baseline_us
+                        for signature, measurement in zip(group, measurements):
+                            timed_us += measurement.timed_total_us
+                            if measurement.at_baseline is False and not last_pass:
+                                retry.append(signature)
+                                continue
+                            try:
+                                writer.add(make_row(signature, measurement, identity, profile.name,
+                                                    profile.runtime.threads, session_id))
+                            except LutFileError as refused:
+                                failures.append(str(refused))
+                                continue
+                            measured += 1
+                        writer.flush()  # a finished group is on disk before the next one starts
+                        if on_progress:
+                            on_progress(measured, len(todo), group[-1])
             except KeyboardInterrupt:
                 interrupted = True
     finally:

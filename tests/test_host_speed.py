@@ -92,3 +92,49 @@ def test_bench_lut_show_prints_the_host_line(host_aware, small_plan, tmp_path):
     shown = run_bench("lut", "show", str(out))
     assert shown.returncode == 0, shown.stderr
     assert "host: host held to its fast state" in shown.stdout
+
+
+def test_a_group_that_never_met_the_fast_state_is_taken_again_at_the_end(host_aware, small_plan, tmp_path,
+                                                                          monkeypatch):
+    import dataclasses
+
+    import harness.sweep as sweep
+
+    real = sweep.measure_prepared
+    groups: list[list[str]] = []
+
+    def first_group_in_a_slow_spell(items, prepare, settings, **kwargs):
+        measurements = real(items, prepare, settings, **kwargs)
+        groups.append([s.key for s in items])
+        if len(groups) == 1:  # the spell: nothing of the first group met the fast state
+            return [dataclasses.replace(m, at_baseline=False) for m in measurements]
+        return [dataclasses.replace(m, at_baseline=True) for m in measurements]
+
+    monkeypatch.setattr(sweep, "measure_prepared", first_group_in_a_slow_spell)
+    settings = dataclasses.replace(host_aware.measurement, interleave_group=4)
+    out = tmp_path / "lut.parquet"
+    result = run_sweep(host_aware, load_plan(small_plan), out, settings=settings)
+    table = lut_store.read_lut(out)
+    assert groups[-1] == groups[0]  # the first group again, last
+    assert result.measured == table.num_rows == len({key for group in groups for key in group})
+    assert all(table.column("at_baseline").to_pylist())  # the rows kept are the retaken ones
+
+
+def test_a_group_still_slow_when_taken_again_is_written_as_measured(host_aware, small_plan, tmp_path, monkeypatch):
+    import dataclasses
+
+    import harness.sweep as sweep
+
+    real = sweep.measure_prepared
+    calls: list[int] = []
+
+    def always_slow(items, prepare, settings, **kwargs):
+        calls.append(len(items))
+        return [dataclasses.replace(m, at_baseline=False) for m in real(items, prepare, settings, **kwargs)]
+
+    monkeypatch.setattr(sweep, "measure_prepared", always_slow)
+    out = tmp_path / "lut.parquet"
+    result = run_sweep(host_aware, load_plan(small_plan), out, limit=6)
+    table = lut_store.read_lut(out)
+    assert result.measured == table.num_rows == 6 and sum(calls) == 12  # each taken twice, then written
+    assert not any(table.column("at_baseline").to_pylist())  # and the rows say so
