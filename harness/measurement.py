@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -248,6 +248,27 @@ def measure_prepared(items: Sequence[T], prepare: Callable[[T], PreparedOp], set
     finally:
         for op in ops:
             op.close()
+
+
+def measure_in_groups(items: Sequence[T], prepare: Callable[[T], PreparedOp], settings: MeasurementSettings, *,
+                      reference: PreparedOp | None = None, baseline_us: float | None = None,
+                      then: Sequence[T] = ()) -> Iterator[tuple[list[T], list[Measurement]]]:
+    """Measure ``items`` in groups of ``settings.interleave_group`` (see :func:`measure_prepared`), yielding each group
+    and its measurements as it is done.
+
+    With a ``reference``, the baseline found (or given) for the first group holds for the next ones.  ``then``:
+    items measured after ``items``, in groups of their own; it is read only once ``items`` are done, so a caller
+    may append to it while they are measured (a sweep's rows to take again).
+    """
+    for sequence in (items, then):
+        start = 0
+        while start < len(sequence):
+            group = list(sequence[start:start + settings.interleave_group])
+            start += len(group)
+            measurements = measure_prepared(group, prepare, settings, reference=reference, baseline_us=baseline_us)
+            if reference is not None:
+                baseline_us = measurements[0].reference_baseline_us
+            yield group, measurements
 
 
 def reference_settings(settings: MeasurementSettings) -> MeasurementSettings:

@@ -20,7 +20,7 @@ from harness import host_speed
 from harness.contention import ContentionProbe, ContentionReport
 from harness.lut import store as lut_store
 from harness.errors import LutFileError
-from harness.measurement import Measurement, MeasurementSettings, measure_prepared
+from harness.measurement import Measurement, MeasurementSettings, measure_in_groups
 from harness.plans import Plan
 from harness.profiles import DeviceProfile, check_fits_memory
 from harness.runners import DeviceIdentity, Runner, make_runner
@@ -176,33 +176,28 @@ def run_sweep(
             if on_progress:
                 on_progress(0, len(todo), None)
             # Rows of a group that never met the host's fast state (a slow spell longer than its waits) are held
-            # back and taken again once, at the end of the sweep, when the spell is usually over; those still off
-            # it then are written as measured, and say so (at_baseline false).  Until then they are not in the
-            # LUT: a sweep stopped before the end measures them again when resumed.
+            # back and taken again once, in groups of their own at the end of the sweep, when the spell is usually
+            # over; those still off it then are written as measured, and say so (at_baseline false).  Until then
+            # they are not in the LUT: a sweep stopped before the end measures them again when resumed.
             retry: list[OpSignature] = []
-            passes = [(todo, False), (retry, True)]
             try:
-                for items, last_pass in passes:
-                    for start in range(0, len(items), settings.interleave_group):
-                        group = items[start:start + settings.interleave_group]
-                        measurements = measure_prepared(group, prepare, settings, reference=reference, baseline_us=baseline)
-                        if reference is not None:
-                            baseline = measurements[0].reference_baseline_us
-                        for signature, measurement in zip(group, measurements):
-                            timed_us += measurement.timed_total_us
-                            if measurement.at_baseline is False and not last_pass:
-                                retry.append(signature)
-                                continue
-                            try:
-                                writer.add(make_row(signature, measurement, identity, profile.name,
-                                                    profile.runtime.threads, session_id))
-                            except LutFileError as refused:
-                                failures.append(str(refused))
-                                continue
-                            measured += 1
-                        writer.flush()  # a finished group is on disk before the next one starts
-                        if on_progress:
-                            on_progress(measured, len(todo), group[-1])
+                for group, measurements in measure_in_groups(todo, prepare, settings, reference=reference,
+                                                             baseline_us=baseline, then=retry):
+                    for signature, measurement in zip(group, measurements):
+                        timed_us += measurement.timed_total_us
+                        if measurement.at_baseline is False and signature not in retry:
+                            retry.append(signature)
+                            continue
+                        try:
+                            writer.add(make_row(signature, measurement, identity, profile.name,
+                                                profile.runtime.threads, session_id))
+                        except LutFileError as refused:
+                            failures.append(str(refused))
+                            continue
+                        measured += 1
+                    writer.flush()  # a finished group is on disk before the next one starts
+                    if on_progress:
+                        on_progress(measured, len(todo), group[-1])
             except KeyboardInterrupt:
                 interrupted = True
     finally:

@@ -98,9 +98,9 @@ def test_a_group_that_never_met_the_fast_state_is_taken_again_at_the_end(host_aw
                                                                           monkeypatch):
     import dataclasses
 
-    import harness.sweep as sweep
+    import harness.measurement as measurement
 
-    real = sweep.measure_prepared
+    real = measurement.measure_prepared
     groups: list[list[str]] = []
 
     def first_group_in_a_slow_spell(items, prepare, settings, **kwargs):
@@ -110,7 +110,7 @@ def test_a_group_that_never_met_the_fast_state_is_taken_again_at_the_end(host_aw
             return [dataclasses.replace(m, at_baseline=False) for m in measurements]
         return [dataclasses.replace(m, at_baseline=True) for m in measurements]
 
-    monkeypatch.setattr(sweep, "measure_prepared", first_group_in_a_slow_spell)
+    monkeypatch.setattr(measurement, "measure_prepared", first_group_in_a_slow_spell)
     settings = dataclasses.replace(host_aware.measurement, interleave_group=4)
     out = tmp_path / "lut.parquet"
     result = run_sweep(host_aware, load_plan(small_plan), out, settings=settings)
@@ -123,16 +123,16 @@ def test_a_group_that_never_met_the_fast_state_is_taken_again_at_the_end(host_aw
 def test_a_group_still_slow_when_taken_again_is_written_as_measured(host_aware, small_plan, tmp_path, monkeypatch):
     import dataclasses
 
-    import harness.sweep as sweep
+    import harness.measurement as measurement
 
-    real = sweep.measure_prepared
+    real = measurement.measure_prepared
     calls: list[int] = []
 
     def always_slow(items, prepare, settings, **kwargs):
         calls.append(len(items))
         return [dataclasses.replace(m, at_baseline=False) for m in real(items, prepare, settings, **kwargs)]
 
-    monkeypatch.setattr(sweep, "measure_prepared", always_slow)
+    monkeypatch.setattr(measurement, "measure_prepared", always_slow)
     out = tmp_path / "lut.parquet"
     result = run_sweep(host_aware, load_plan(small_plan), out, limit=6)
     table = lut_store.read_lut(out)

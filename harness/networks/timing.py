@@ -31,7 +31,7 @@ from typing import Any, Callable, Protocol, Sequence
 from harness import host_speed
 from harness.contention import ContentionProbe
 from harness.errors import DeviceUnavailable, InvalidModelFile
-from harness.measurement import Measurement, MeasurementSettings, PreparedOp, measure_prepared
+from harness.measurement import Measurement, MeasurementSettings, PreparedOp, measure_in_groups
 from harness.profiles import DeviceProfile
 from harness.runners import DeviceIdentity, make_runner
 
@@ -153,11 +153,8 @@ def measure_networks(
         timings: list[NetworkTiming] = []
         if progress:
             progress(0, len(paths), None)
-        for start in range(0, len(paths), settings.interleave_group):
-            group = paths[start:start + settings.interleave_group]
-            measurements = measure_prepared(group, prepare, settings, reference=reference, baseline_us=baseline_us)
-            if reference is not None:
-                baseline_us = measurements[0].reference_baseline_us
+        for group, measurements in measure_in_groups(paths, prepare, settings, reference=reference,
+                                                     baseline_us=baseline_us):
             for path, measurement in zip(group, measurements):
                 timings.append(_timing(path, measurement, identity, profile))
             if progress:
